@@ -1,0 +1,22 @@
+# scaling-dynamics: from datasets to every figure and table of arXiv:2505.13230.
+# The quick config:   snakemake --cores all --configfile config/quick.yaml
+# The paper grid:     snakemake --cores all --profile slurm
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/aggregate.smk"
+include: "rules/fit.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    input:
+        final_targets(),

@@ -1,0 +1,20 @@
+# Training: one job per (experiment, arch, dataset, P, seed batch); one Parquet per cell.
+# params.cells holds the cells' resolved configs, so changing a training setting reruns exactly the
+# cells it changes (Snakemake's params rerun trigger), and changing an analysis setting reruns none.
+
+
+rule train:
+    input:
+        data="results/datasets/{dataset}.npz",
+        record="results/datasets/{dataset}.json",
+    output:
+        directory("results/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}"),
+    params:
+        cells=lambda w: as_json(batch_cells(w)),
+        checkpoints="results/train_checkpoints",
+    threads: 2
+    log:
+        "results/logs/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}.log",
+    shell:
+        "{PY} -m workflow_scripts.train --cells {params.cells:q} --data {input.data} "
+        "--out {output} --checkpoint-dir {params.checkpoints} --threads {threads} 2> {log}"

@@ -1,0 +1,253 @@
+"""Configuration: validation against the JSON schema, semantic checks, and resolution of cells.
+
+The workflow (rules/common.smk) and every entry point go through ``load_config``, so a bad key or
+value stops a run before any job starts, with a message naming the key and the allowed values.
+
+    python -m workflow_scripts.config check config/config.yaml
+    python -m workflow_scripts.config cells config/quick.yaml --experiment main --arch cnn \
+        --dataset digits --P 100 --seeds 0 1      # JSON list of resolved cell configs, for train
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import REPO_ROOT
+from .datasets import DATASET_SIZES
+
+SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
+PERCEPTRON_SCHEMA = REPO_ROOT / "config" / "schema" / "perceptron.schema.yaml"
+
+
+def _schema_enum(name: str) -> tuple[str, ...]:
+    return tuple(yaml.safe_load(SCHEMA.read_text())["$defs"][name]["enum"])
+
+
+# The schema is the one list of what exists; code and wildcards read it from there.
+ARCHS = _schema_enum("arch_name")
+DATASETS = _schema_enum("dataset_name")
+MEASURES = _schema_enum("measure_name")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key."""
+
+
+def _key_path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _validate(section: dict, schema: Path, where: str) -> None:
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(section, str(schema), set_default=True)
+    except WorkflowError as e:
+        cause = e.__context__  # snakemake raises WorkflowError from inside its except clause
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise ConfigError(f"{where}: {e}") from e
+        # the deepest, most specific error says best what is wrong
+        best = jsonschema.exceptions.best_match([cause]) or cause
+        key = _key_path([*([where] if where else []), *best.absolute_path])
+        hint = ""
+        if best.validator == "additionalProperties" and "properties" in best.schema:
+            hint = f"; allowed keys: {sorted(best.schema['properties'])}"
+        raise ConfigError(f"config key {key}: {best.message}{hint}") from None
+
+
+def load_config(source) -> dict:
+    """Validate a config (path to YAML, or dict), fill the schema's defaults, check semantics."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        config = yaml.safe_load(path.read_text()) or {}
+    else:
+        config = copy.deepcopy(source)
+    if not isinstance(config, dict):
+        raise ConfigError("config must be a mapping at the top level")
+    _validate(config, SCHEMA, "")
+    if "perceptron" in config and PERCEPTRON_SCHEMA.exists():
+        _validate(config["perceptron"], PERCEPTRON_SCHEMA, "perceptron")
+    # jsonschema defaults are shared objects: detach them before anyone mutates the config
+    config = json.loads(json.dumps(config))
+    check_semantics(config)
+    return config
+
+
+def check_semantics(config: dict) -> None:
+    """Checks that a schema cannot express: combinations and cross-references."""
+    val_size = config["data"]["val_size"]
+    experiments = config["experiments"]
+    for name, exp in experiments.items():
+        where = f"experiments.{name}"
+        reuse = exp["reuse"]
+        if reuse is not None:
+            if reuse not in experiments:
+                raise ConfigError(f"config key {where}.reuse: unknown experiment {reuse!r}; "
+                                  f"allowed: {sorted(set(experiments) - {name})}")
+            if experiments[reuse]["reuse"] is not None:
+                raise ConfigError(f"config key {where}.reuse: {reuse!r} itself reuses another "
+                                  "experiment; point at the one that trains")
+        for dataset in exp["datasets"]:
+            if dataset not in exp["P"]:
+                raise ConfigError(f"config key {where}.P: no P values for dataset {dataset!r} "
+                                  f"(given for {sorted(exp['P'])})")
+            if dataset not in val_size:
+                raise ConfigError(f"config key data.val_size: no validation size for {dataset!r}")
+            pool = DATASET_SIZES[dataset]["train"] - val_size[dataset]
+            if pool < 1:
+                raise ConfigError(f"config key data.val_size.{dataset}: {val_size[dataset]} leaves "
+                                  f"no training examples (train split has "
+                                  f"{DATASET_SIZES[dataset]['train']})")
+            too_big = [p for p in exp["P"][dataset] if p > pool]
+            if too_big:
+                raise ConfigError(f"config key {where}.P.{dataset}: {too_big} larger than the "
+                                  f"{pool} training examples left after the validation split")
+        for i, ov in enumerate(exp["overrides"]):
+            m = ov["match"]
+            if m.get("arch", exp["archs"][0]) not in exp["archs"] or \
+                    m.get("dataset", exp["datasets"][0]) not in exp["datasets"]:
+                raise ConfigError(f"config key {where}.overrides[{i}].match: {m} matches no "
+                                  f"(arch, dataset) of this experiment ({exp['archs']} x "
+                                  f"{exp['datasets']})")
+        for arch in exp["archs"]:
+            for dataset in exp["datasets"]:
+                a = analysis_settings(config, name, arch, dataset)
+                w = a["window"]
+                if w["x_left"] >= w["x_right"]:
+                    raise ConfigError(f"config key {where}.analysis.window (for {arch}/{dataset}):"
+                                      f" x_left={w['x_left']} must be < x_right={w['x_right']}")
+                if a["P_min"] is not None and a["P_max"] is not None and a["P_min"] > a["P_max"]:
+                    raise ConfigError(f"config key {where}.analysis (for {arch}/{dataset}): "
+                                      f"P_min={a['P_min']} > P_max={a['P_max']}")
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _overrides(exp: dict, arch: str, dataset: str):
+    for ov in exp["overrides"]:
+        if ov["match"].get("arch", arch) == arch and ov["match"].get("dataset", dataset) == dataset:
+            yield ov
+
+
+def _resolved(config: dict, experiment: str, arch: str, dataset: str, section: str):
+    exp = config["experiments"][experiment]
+    out = copy.deepcopy(exp[section])
+    for ov in _overrides(exp, arch, dataset):
+        if section in ov:
+            out = _merge(out, ov[section]) if isinstance(out, dict) else copy.deepcopy(ov[section])
+    return out
+
+
+def training_experiment(config: dict, experiment: str) -> str:
+    """The experiment whose trajectories ``experiment`` analyses (itself unless it reuses one)."""
+    return config["experiments"][experiment]["reuse"] or experiment
+
+
+def training_settings(config, experiment, arch, dataset) -> dict:
+    return _resolved(config, experiment, arch, dataset, "training")
+
+
+def analysis_settings(config, experiment, arch, dataset) -> dict:
+    return _resolved(config, experiment, arch, dataset, "analysis")
+
+
+def seeds(config, experiment, arch, dataset) -> list[int]:
+    return sorted(_resolved(config, experiment, arch, dataset, "seeds"))
+
+
+def seed_batches(config, experiment, arch, dataset) -> list[list[int]]:
+    """Seeds split into the batches that one training job trains."""
+    all_seeds = seeds(config, experiment, arch, dataset)
+    n = config["experiments"][experiment]["seeds_per_job"]
+    return [all_seeds[i:i + n] for i in range(0, len(all_seeds), n)]
+
+
+def batch_name(batch: list[int]) -> str:
+    return f"seeds{batch[0]}-{batch[-1]}"
+
+
+def cell_id(cell: dict) -> str:
+    return f"{cell['experiment']}/{cell['arch']}/{cell['dataset']}/P{cell['P']}/seed{cell['seed']}"
+
+
+def resolve_cell(config, experiment, arch, dataset, P, seed) -> dict:
+    """The full, self-contained configuration of one training cell (what its hash covers)."""
+    exp = config["experiments"][experiment]
+    if exp["reuse"] is not None:
+        raise ConfigError(f"experiment {experiment!r} reuses {exp['reuse']!r} and trains nothing")
+    if arch not in exp["archs"] or dataset not in exp["datasets"] or P not in exp["P"][dataset]:
+        raise ConfigError(f"cell {experiment}/{arch}/{dataset}/P{P} is not in the config's grid")
+    if seed not in seeds(config, experiment, arch, dataset):
+        raise ConfigError(f"seed {seed} is not in the seeds of {experiment}/{arch}/{dataset}")
+    return {
+        "experiment": experiment, "arch": arch, "dataset": dataset, "P": int(P), "seed": int(seed),
+        "training": training_settings(config, experiment, arch, dataset),
+        "data": {"val_size": config["data"]["val_size"][dataset],
+                 "split_seed": config["data"]["split_seed"]},
+    }
+
+
+def training_grid(config) -> list[dict]:
+    """Every training job: (experiment, arch, dataset, P, seed batch)."""
+    jobs = []
+    for name, exp in config["experiments"].items():
+        if exp["reuse"] is not None:
+            continue
+        for arch in exp["archs"]:
+            for dataset in exp["datasets"]:
+                for P in exp["P"][dataset]:
+                    for batch in seed_batches(config, name, arch, dataset):
+                        jobs.append({"experiment": name, "arch": arch, "dataset": dataset,
+                                     "P": P, "seeds": batch})
+    return jobs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.config", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_check = sub.add_parser("check", help="validate a config; print its grid size")
+    p_check.add_argument("config")
+    p_cells = sub.add_parser("cells", help="print the resolved configs of cells as JSON")
+    p_cells.add_argument("config")
+    for arg in ("--experiment", "--arch", "--dataset"):
+        p_cells.add_argument(arg, required=True)
+    p_cells.add_argument("--P", type=int, required=True)
+    p_cells.add_argument("--seeds", type=int, nargs="+", required=True)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if args.command == "check":
+            grid = training_grid(config)
+            n_cells = sum(len(j["seeds"]) for j in grid)
+            print(f"{args.config}: valid; {len(config['experiments'])} experiments, "
+                  f"{n_cells} training cells in {len(grid)} jobs")
+        else:
+            cells = [resolve_cell(config, args.experiment, args.arch, args.dataset, args.P, s)
+                     for s in args.seeds]
+            print(json.dumps(cells))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
