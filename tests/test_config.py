@@ -1,0 +1,94 @@
+"""Config validation: every kind of bad input stops with a message naming the key."""
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from workflow_scripts import config as cfg
+from workflow_scripts.config import ConfigError, load_config
+
+from .conftest import REPO
+
+QUICK = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+
+
+def mutated(fn):
+    c = copy.deepcopy(QUICK)
+    fn(c)
+    return c
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "quick.yaml", "test.yaml"])
+def test_shipped_configs_are_valid(path):
+    config = load_config(REPO / "config" / path)
+    assert cfg.training_grid(config)
+
+
+def test_defaults_are_filled_and_not_shared():
+    config = load_config({"experiments": {
+        "a": {"archs": ["cnn"], "datasets": ["digits"], "P": {"digits": [10]}, "seeds": [0]},
+        "b": {"archs": ["cnn"], "datasets": ["digits"], "P": {"digits": [10]}, "seeds": [0]}}})
+    a, b = config["experiments"]["a"], config["experiments"]["b"]
+    assert a["training"]["optimizer"] == "adam" and a["training"]["batch_size"] == 128
+    assert a["analysis"]["bootstrap"] == {"n": 1000, "seed": 0}
+    assert config["data"]["split_seed"] == 0
+    a["training"]["lr"] = 5.0
+    assert b["training"]["lr"] == 0.001
+
+
+@pytest.mark.parametrize("mutation, key, allowed", [
+    (lambda c: c["experiments"]["main"].update(archs=["mlp"]), "experiments.main.archs[0]", "resnet"),
+    (lambda c: c["experiments"]["main"].update(datasets=["imagenet"]), "datasets[0]", "cifar100"),
+    (lambda c: c["experiments"]["main"].update(seeds=[]), "experiments.main.seeds", "non-empty"),
+    (lambda c: c["experiments"]["main"]["training"].update(lr=-1), "training.lr", "minimum"),
+    (lambda c: c["experiments"]["main"]["training"].update(optimizer="rmsprop"), "optimizer", "sgd"),
+    (lambda c: c["experiments"]["main"].update(typo=1), "experiments.main", "seeds_per_job"),
+    (lambda c: c.update(extra=1), "top level", "experiments"),
+    (lambda c: c["experiments"]["main"]["P"].update(digits=[5000]), "P.digits", "1200"),
+    (lambda c: c["experiments"]["main"]["P"].update(digits=[]), "P.digits", "non-empty"),
+    (lambda c: c["experiments"]["main"]["analysis"].update(window={"x_left": 0.9, "x_right": 0.5}),
+     "analysis.window", "x_left=0.9 must be < x_right=0.5"),
+    (lambda c: c["experiments"]["main"]["analysis"].update(P_min=500, P_max=100), "analysis", "P_min"),
+    (lambda c: c["experiments"]["main"].update(reuse="nope"), "reuse", "unknown experiment"),
+    (lambda c: c["experiments"]["main"].update(datasets=["digits", "mnist"]), "P", "mnist"),
+    (lambda c: c["experiments"]["main"].update(overrides=[{"match": {"arch": "vit"}}]),
+     "overrides[0].match", "matches no"),
+    (lambda c: c["data"].update(val_size={"digits": 1400}), "val_size.digits", "no training"),
+])
+def test_invalid_config_names_the_key(mutation, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        load_config(mutated(mutation))
+    assert key in str(err.value) and allowed in str(err.value)
+
+
+def test_overrides_resolve_per_arch_and_dataset():
+    config = load_config(REPO / "config" / "config.yaml")
+    vit = cfg.training_settings(config, "main", "vit", "cifar10")
+    assert (vit["optimizer"], vit["lr"], vit["init_scale"]) == ("adamw", 0.0003, 0.005)
+    cnn = cfg.training_settings(config, "main", "cnn", "mnist")
+    assert (cnn["optimizer"], cnn["init_scale"]) == ("adam", 0.05)
+    assert cfg.training_settings(config, "main", "cnn", "cifar10")["init_scale"] == 1.0
+
+
+def test_cells_cli_prints_resolved_cells():
+    out = subprocess.run([sys.executable, "-m", "workflow_scripts.config", "cells",
+                          str(REPO / "config" / "quick.yaml"), "--experiment", "main", "--arch",
+                          "cnn", "--dataset", "digits", "--P", "150", "--seeds", "0", "3"],
+                         capture_output=True, text=True, check=True)
+    cells = json.loads(out.stdout)
+    assert [c["seed"] for c in cells] == [0, 3] and all(c["P"] == 150 for c in cells)
+    assert cfg.cell_id(cells[1]) == "main/cnn/digits/P150/seed3"
+    bad = subprocess.run([sys.executable, "-m", "workflow_scripts.config", "cells",
+                          str(REPO / "config" / "quick.yaml"), "--experiment", "main", "--arch",
+                          "cnn", "--dataset", "digits", "--P", "151", "--seeds", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "not in the config's grid" in bad.stderr
+
+
+def test_paper_grid_size():
+    config = load_config(REPO / "config" / "config.yaml")
+    main = [j for j in cfg.training_grid(config) if j["experiment"] == "main"]
+    assert sum(len(j["seeds"]) for j in main) == (10 * 3 + 8 * 6) * 25

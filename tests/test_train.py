@@ -1,0 +1,124 @@
+"""Training cells: nested subsets, independent streams, log-spaced evaluation, determinism,
+resumption after SIGKILL, and divergence handling."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflow_scripts import config as cfg
+from workflow_scripts.io import read_parquet
+from workflow_scripts.train import eval_steps, split_indices, train_batch
+from workflow_scripts.trajectory import BASE_COLUMNS, read_trajectory
+
+from .conftest import REPO
+
+DATA_COLUMNS = [c for c in BASE_COLUMNS if c != "wall_time"]
+
+
+def cells(P=120, seeds=(0,), **training):
+    config = cfg.load_config(REPO / "config" / "test.yaml")
+    config["experiments"]["main"]["training"].update(training)
+    return [cfg.resolve_cell(config, "main", "cnn", "digits", P, s) for s in seeds]
+
+
+def test_subsets_are_nested_across_P_and_disjoint_from_validation():
+    small, val = split_indices(1400, 200, 0, 100, seed=3)
+    large, val2 = split_indices(1400, 200, 0, 800, seed=3)
+    assert np.array_equal(val, val2)
+    assert np.array_equal(large[:100], small)
+    assert not set(large) & set(val)
+    other, _ = split_indices(1400, 200, 0, 100, seed=4)
+    assert not np.array_equal(other, small)
+    with pytest.raises(ValueError, match="exceeds"):
+        split_indices(1400, 200, 0, 1201, seed=0)
+
+
+@pytest.mark.parametrize("total, n", [(1, 40), (7, 5), (1000, 40), (123457, 40)])
+def test_eval_steps_log_spaced_with_first_and_last(total, n):
+    steps = eval_steps(total, n)
+    assert steps[0] == 0 and steps[-1] == total
+    assert np.all(np.diff(steps) > 0) and len(steps) <= n + 1
+    if total > 10 * n:
+        ratios = steps[2:] / steps[1:-1]  # geometric spacing once past the integer crowding
+        assert ratios[-5:].std() < 0.05
+
+
+def test_trajectory_content_and_provenance(digits_npz, tmp_path):
+    (meta,) = train_batch(cells(P=240, seeds=(0,)), digits_npz, tmp_path / "out",
+                          tmp_path / "ckpt", log=lambda m: None)
+    df, meta_read = read_trajectory(tmp_path / "out" / "seed0.parquet")
+    assert meta_read["cell_id"] == "main/cnn/digits/P240/seed0" == meta["cell_id"]
+    assert meta_read["status"] == "completed" and meta_read["diverged_step"] is None
+    assert meta_read["config"]["P"] == 240 and len(meta_read["config_hash"]) == 16
+    assert meta_read["code"]["package_hash"] and meta_read["packages"]["torch"]
+    assert meta_read["dataset_sha256"] == json.loads(digits_npz.with_suffix(".json").read_text())["sha256"]
+    for col in ("train_error", "val_error", "test_error"):
+        assert df[col].between(0, 1).all()
+    assert df["step"].iloc[0] == 0 and df["step"].iloc[-1] == meta_read["total_steps"]
+    assert list(df["step"]) == meta_read["planned_eval_steps"]
+    # λ grows early in training (from small weights, Adam increases the norms)
+    assert df["lambda"].iloc[len(df) // 2] > df["lambda"].iloc[0]
+    assert (df["lambda"] == df["spectral_complexity"]).all()
+    # learning happens: the final test error is well below chance (0.9)
+    assert df["test_error"].iloc[-1] < 0.5 < df["test_error"].iloc[0]
+
+
+def test_same_seed_same_trajectory_different_seed_different(digits_npz, tmp_path):
+    c = cells(P=120, seeds=(0, 1))
+    train_batch(c, digits_npz, tmp_path / "a", tmp_path / "ca", log=lambda m: None)
+    train_batch(c[:1], digits_npz, tmp_path / "b", tmp_path / "cb", log=lambda m: None)
+    a0, _ = read_parquet(tmp_path / "a" / "seed0.parquet")
+    b0, _ = read_parquet(tmp_path / "b" / "seed0.parquet")
+    a1, _ = read_parquet(tmp_path / "a" / "seed1.parquet")
+    pd.testing.assert_frame_equal(a0.drop(columns="wall_time"), b0.drop(columns="wall_time"))
+    assert not np.allclose(a0["test_error"], a1["test_error"])
+
+
+def test_divergence_is_recorded_and_the_trajectory_kept(digits_npz, tmp_path):
+    (meta,) = train_batch(cells(P=120, optimizer="sgd", lr=1e12), digits_npz, tmp_path / "o",
+                          tmp_path / "c", log=lambda m: None)
+    df, meta = read_trajectory(tmp_path / "o" / "seed0.parquet")
+    assert meta["status"] == "diverged" and meta["diverged_step"] >= 1
+    assert len(df) >= 1 and df["step"].max() < meta["diverged_step"]
+
+
+def _run_cli(cell_list, data, out, ckpt):
+    return subprocess.Popen([sys.executable, "-m", "workflow_scripts.train", "--cells",
+                             json.dumps(cell_list), "--data", str(data), "--out", str(out),
+                             "--checkpoint-dir", str(ckpt), "--threads", "1"],
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_rerun_resumes_to_the_same_trajectory(digits_npz, tmp_path):
+    # checkpoint at every evaluation point; kill once a checkpoint mid-run exists
+    c = cells(P=240, seeds=(0,), epochs=100, checkpoint_minutes=1e-6)
+    ref = _run_cli(c, digits_npz, tmp_path / "ref", tmp_path / "ref_ckpt")
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    ckpt = tmp_path / "ckpt" / "main/cnn/digits/P240/seed0.pt"
+    rng = np.random.default_rng(int(time.time()))
+    proc = _run_cli(c, digits_npz, tmp_path / "out", tmp_path / "ckpt")
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 1.0))  # a random moment after the first checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    out = tmp_path / "out" / "seed0.parquet"
+    leftovers = [p.name for p in (tmp_path / "out").iterdir()] if (tmp_path / "out").exists() else []
+    assert all(not n.endswith(".tmp") for n in leftovers if n != "seed0.parquet")
+    assert not out.exists(), "the run ended before the kill: make it longer"
+    rerun = _run_cli(c, digits_npz, tmp_path / "out", tmp_path / "ckpt")
+    stderr = rerun.communicate(timeout=300)[1]
+    assert rerun.returncode == 0, stderr
+    assert "resuming at step" in stderr
+    a, _ = read_parquet(tmp_path / "ref" / "seed0.parquet")
+    b, _ = read_parquet(out)
+    pd.testing.assert_frame_equal(a[DATA_COLUMNS], b[DATA_COLUMNS])
+    # temporary files never survive at the final path
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
