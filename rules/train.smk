@@ -12,7 +12,8 @@ rule train:
     params:
         cells=lambda w: as_json(batch_cells(w)),
         checkpoints="results/train_checkpoints",
-    threads: 2
+    # small inputs: one thread per job and jobs side by side beats threads fighting over cores
+    threads: lambda w: 1 if w.dataset in ("digits", "teacher") else 8
     log:
         "results/logs/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}.log",
     shell:

@@ -1,0 +1,103 @@
+"""End to end: snakemake on config/test.yaml, from the dataset to the figures, and its outputs' content."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from workflow_scripts.io import read_json, read_parquet_metadata
+from workflow_scripts.trajectory import BASE_COLUMNS, read_trajectory
+
+from .conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(workdir: Path, *args, config="config/test.yaml", check=True):
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(REPO / config), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-8000:]}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def workflow_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.mark.slow
+def test_all_targets_exist(workflow_run):
+    planned = snakemake(workflow_run, "-n", "--cores", "2")
+    assert "Nothing to be done" in planned.stdout + planned.stderr
+    figures = sorted((workflow_run / "results" / "figures").rglob("*.png"))
+    assert len(figures) == 5
+    for fig in figures:
+        assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
+    for ext in ("csv", "md", "tex"):
+        assert (workflow_run / "results" / "tables" / "main" / f"table1.{ext}").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_trajectories_content(workflow_run):
+    paths = sorted((workflow_run / "results" / "train").rglob("seed*.parquet"))
+    assert len(paths) == 3 * 3  # P values x seeds of config/test.yaml
+    ids = set()
+    for path in paths:
+        df, meta = read_trajectory(path)
+        ids.add(meta["cell_id"])
+        assert list(df.columns[:len(BASE_COLUMNS)]) == list(BASE_COLUMNS)
+        schema = pq.read_schema(path)
+        assert str(schema.field("step").type) == "int64"
+        assert all(str(schema.field(c).type) == "double" for c in BASE_COLUMNS if c != "step")
+        steps = df["step"].to_numpy()
+        assert steps[0] == 0 and np.all(np.diff(steps) > 0)
+        inner = steps[steps > 0]
+        # log-spaced: the gaps grow along the trajectory
+        assert np.diff(np.log(inner)).max() < 1.0 and np.diff(inner)[-1] > np.diff(inner)[0]
+        assert df["lambda"].iloc[: len(df) // 2].is_monotonic_increasing
+        for col in ("train_error", "val_error", "test_error"):
+            assert df[col].between(0, 1).all()
+        assert meta["config"]["training"]["epochs"] == 12
+    assert ids == {f"main/cnn/digits/P{P}/seed{s}" for P in (60, 120, 240) for s in (0, 1, 2)}
+
+
+@pytest.mark.slow
+def test_fit_and_aggregate_are_real_and_traceable(workflow_run):
+    base = workflow_run / "results"
+    fit = read_json(base / "fit" / "main" / "cnn" / "digits" / "spectral_complexity" / "fit.json")
+    agg_meta = read_parquet_metadata(
+        base / "aggregate" / "main" / "cnn" / "digits" / "spectral_complexity" / "curves.parquet")
+    inputs = {Path(i["path"]).name for i in agg_meta["inputs"]}
+    assert {f"seed{s}.parquet" for s in (0, 1, 2)} <= inputs
+    assert json.dumps(fit)  # serialisable, and it states what it used
+    table = (base / "tables" / "main" / "table1.md").read_text()
+    assert "cnn" in table.lower() and "digits" in table.lower()
+
+
+@pytest.mark.slow
+def test_bad_config_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "config" / "test.yaml").read_text().replace("archs: [cnn]",
+                                                                       "archs: [mlp]"))
+    out = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                          "--configfile", str(bad), "--cores", "1"], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "experiments.main.archs[0]" in out.stderr and "'cnn', 'resnet', 'vit'" in out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_paper_grid_dry_run_lists_every_cell(tmp_path):
+    out = snakemake(tmp_path, "-n", "--quiet", "rules", config="config/config.yaml")
+    text = out.stdout + out.stderr
+    counts = dict(line.split()[:2] for line in text.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert int(counts["train"]) == (10 * 3 + 8 * 6) * 5  # (arch, dataset, P) x seed batches
+    assert int(counts["download"]) == 3 and int(counts["fit"]) == 9
