@@ -18,6 +18,7 @@ include: "rules/train.smk"
 include: "rules/aggregate.smk"
 include: "rules/fit.smk"
 include: "rules/figures.smk"
+include: "rules/ablations.smk"
 
 
 rule all:

@@ -16,7 +16,7 @@ PY = sys.executable
 
 
 wildcard_constraints:
-    experiment=r"[A-Za-z0-9_]+",
+    experiment=r"[A-Za-z0-9_.-]+",
     arch="|".join(cfg.ARCHS),
     dataset="|".join(cfg.DATASETS),
     measure="|".join(cfg.MEASURES),
@@ -80,4 +80,7 @@ def final_targets():
             targets += [f"results/figures/{experiment}/grid_curves_{measure}.png",
                         f"results/figures/{experiment}/grid_collapse_{measure}.png"]
         targets += [f"results/tables/{experiment}/table1.{ext}" for ext in ("csv", "md", "tex")]
+    for ablation in CONFIG["ablations"]:
+        targets += [f"results/figures/ablations/{ablation}_{k}.png" for k in ("curves", "collapse")]
+        targets += [f"results/tables/ablations/{ablation}.{x}" for x in ("csv", "md", "tex")]
     return targets

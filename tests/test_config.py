@@ -54,8 +54,16 @@ def test_defaults_are_filled_and_not_shared():
     (lambda c: c["experiments"]["main"]["analysis"].update(P_min=500, P_max=100), "analysis", "P_min"),
     (lambda c: c["experiments"]["main"].update(reuse="nope"), "reuse", "unknown experiment"),
     (lambda c: c["experiments"]["main"].update(datasets=["digits", "mnist"]), "P", "mnist"),
-    (lambda c: c["experiments"]["main"].update(overrides=[{"match": {"arch": "vit"}}]),
+    (lambda c: c["experiments"]["main"].update(archs=["cnn"], overrides=[{"match": {"arch": "vit"}}]),
      "overrides[0].match", "matches no"),
+    (lambda c: c["experiments"]["norms"].update(seeds=[0]), "norms.seeds", "takes P and seeds"),
+    (lambda c: c["experiments"]["norms"].update(reuse="norms"), "norms.reuse", "itself reuses"),
+    (lambda c: c["experiments"]["norms"].update(datasets=["teacher"]), "norms.archs/datasets",
+     "not trained by 'main'"),
+    (lambda c: c["experiments"]["sgd"].pop("P"), "experiments.sgd", "'P' is required"),
+    (lambda c: c["ablations"]["sgd"].update(experiments=["adam"]), "ablations.sgd.experiments",
+     "unknown ['adam']"),
+    (lambda c: c["experiments"].update({"a/b": c["experiments"]["sgd"]}), "experiments", "a/b"),
     (lambda c: c["data"].update(val_size={"digits": 1400}), "val_size.digits", "no training"),
 ])
 def test_invalid_config_names_the_key(mutation, key, allowed):

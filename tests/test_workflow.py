@@ -38,11 +38,13 @@ def test_all_targets_exist(workflow_run):
     planned = snakemake(workflow_run, "-n", "--cores", "2")
     assert "Nothing to be done" in planned.stdout + planned.stderr
     figures = sorted((workflow_run / "results" / "figures").rglob("*.png"))
-    assert len(figures) == 5
+    # main and norms: 3 panel figures + 2 grids each; the norms ablation: curves + collapse
+    assert len(figures) == 2 * 5 + 2
     for fig in figures:
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
     for ext in ("csv", "md", "tex"):
         assert (workflow_run / "results" / "tables" / "main" / f"table1.{ext}").stat().st_size > 0
+        assert (workflow_run / "results" / "tables" / "ablations" / f"norms.{ext}").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -99,5 +101,9 @@ def test_paper_grid_dry_run_lists_every_cell(tmp_path):
     text = out.stdout + out.stderr
     counts = dict(line.split()[:2] for line in text.splitlines()
                   if len(line.split()) == 2 and line.split()[1].isdigit())
-    assert int(counts["train"]) == (10 * 3 + 8 * 6) * 5  # (arch, dataset, P) x seed batches
-    assert int(counts["download"]) == 3 and int(counts["fit"]) == 9
+    main = (10 * 3 + 8 * 6) * 5  # (arch, dataset, P) x seed batches of 5
+    ablations = (3 * 3 * 8 + 2 * 8 + 2 * 8) * 3  # weight decay, sgd, long: 15 seeds in 3 batches
+    assert int(counts["train"]) == main + ablations
+    assert int(counts["download"]) == 3
+    # fits: main 9, three weight decays 9, sgd 2, long 2, norms 3x4 (no training), authors 9
+    assert int(counts["fit"]) == 9 + 9 + 2 + 2 + 12 + 9

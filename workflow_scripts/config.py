@@ -89,31 +89,17 @@ def check_semantics(config: dict) -> None:
     """Checks that a schema cannot express: combinations and cross-references."""
     val_size = config["data"]["val_size"]
     experiments = config["experiments"]
+    for name, ablation in config["ablations"].items():
+        unknown = [e for e in ablation["experiments"] if e not in experiments]
+        if unknown:
+            raise ConfigError(f"config key ablations.{name}.experiments: unknown {unknown}; "
+                              f"allowed: {sorted(experiments)}")
     for name, exp in experiments.items():
         where = f"experiments.{name}"
-        reuse = exp["reuse"]
-        if reuse is not None:
-            if reuse not in experiments:
-                raise ConfigError(f"config key {where}.reuse: unknown experiment {reuse!r}; "
-                                  f"allowed: {sorted(set(experiments) - {name})}")
-            if experiments[reuse]["reuse"] is not None:
-                raise ConfigError(f"config key {where}.reuse: {reuse!r} itself reuses another "
-                                  "experiment; point at the one that trains")
-        for dataset in exp["datasets"]:
-            if dataset not in exp["P"]:
-                raise ConfigError(f"config key {where}.P: no P values for dataset {dataset!r} "
-                                  f"(given for {sorted(exp['P'])})")
-            if dataset not in val_size:
-                raise ConfigError(f"config key data.val_size: no validation size for {dataset!r}")
-            pool = DATASET_SIZES[dataset]["train"] - val_size[dataset]
-            if pool < 1:
-                raise ConfigError(f"config key data.val_size.{dataset}: {val_size[dataset]} leaves "
-                                  f"no training examples (train split has "
-                                  f"{DATASET_SIZES[dataset]['train']})")
-            too_big = [p for p in exp["P"][dataset] if p > pool]
-            if too_big:
-                raise ConfigError(f"config key {where}.P.{dataset}: {too_big} larger than the "
-                                  f"{pool} training examples left after the validation split")
+        if exp["reuse"] is not None:
+            _check_reuse(experiments, name, where)
+        else:
+            _check_grid(exp, where, val_size)
         for i, ov in enumerate(exp["overrides"]):
             m = ov["match"]
             if m.get("arch", exp["archs"][0]) not in exp["archs"] or \
@@ -131,6 +117,51 @@ def check_semantics(config: dict) -> None:
                 if a["P_min"] is not None and a["P_max"] is not None and a["P_min"] > a["P_max"]:
                     raise ConfigError(f"config key {where}.analysis (for {arch}/{dataset}): "
                                       f"P_min={a['P_min']} > P_max={a['P_max']}")
+
+
+def _check_reuse(experiments: dict, name: str, where: str) -> None:
+    exp, reuse = experiments[name], experiments[name]["reuse"]
+    if reuse not in experiments:
+        raise ConfigError(f"config key {where}.reuse: unknown experiment {reuse!r}; "
+                          f"allowed: {sorted(set(experiments) - {name})}")
+    source = experiments[reuse]
+    if source["reuse"] is not None:
+        raise ConfigError(f"config key {where}.reuse: {reuse!r} itself reuses another "
+                          "experiment; point at the one that trains")
+    extra = [k for k in ("P", "seeds") if k in exp] + \
+        [f"overrides[{i}].{k}" for i, ov in enumerate(exp["overrides"]) for k in ("seeds", "training")
+         if k in ov]
+    if extra:
+        raise ConfigError(f"config key {where}.{extra[0]}: an experiment that "
+                          f"reuses {reuse!r} trains nothing and takes P and seeds from there; "
+                          "remove it")
+    missing = [(a, d) for a in exp["archs"] for d in exp["datasets"]
+               if a not in source["archs"] or d not in source["datasets"]]
+    if missing:
+        raise ConfigError(f"config key {where}.archs/datasets: {missing} not trained by "
+                          f"{reuse!r} (it has {source['archs']} x {source['datasets']})")
+
+
+def _check_grid(exp: dict, where: str, val_size: dict) -> None:
+    missing = [k for k in ("P", "seeds") if k not in exp]
+    if missing:
+        raise ConfigError(f"config key {where}: {missing[0]!r} is required (or `reuse` another "
+                          "experiment's trajectories)")
+    for dataset in exp["datasets"]:
+        if dataset not in exp["P"]:
+            raise ConfigError(f"config key {where}.P: no P values for dataset {dataset!r} "
+                              f"(given for {sorted(exp['P'])})")
+        if dataset not in val_size:
+            raise ConfigError(f"config key data.val_size: no validation size for {dataset!r}")
+        pool = DATASET_SIZES[dataset]["train"] - val_size[dataset]
+        if pool < 1:
+            raise ConfigError(f"config key data.val_size.{dataset}: {val_size[dataset]} leaves "
+                              f"no training examples (train split has "
+                              f"{DATASET_SIZES[dataset]['train']})")
+        too_big = [p for p in exp["P"][dataset] if p > pool]
+        if too_big:
+            raise ConfigError(f"config key {where}.P.{dataset}: {too_big} larger than the "
+                              f"{pool} training examples left after the validation split")
 
 
 def _merge(base: dict, update: dict) -> dict:
