@@ -21,6 +21,22 @@ include: "rules/figures.smk"
 include: "rules/ablations.smk"
 
 
+# Only training goes to the cluster under --profile slurm; the rest takes seconds on the submit
+# host (download is local too, in rules/data.smk: compute nodes often have no internet).
+localrules:
+    all,
+    aggregate,
+    fit,
+    tables,
+    figures,
+    figure_grid,
+    ablation_figure,
+    ablation_table,
+    fig_main,
+    table1,
+include: "rules/report.smk"
+
+
 rule all:
     input:
         final_targets(),

@@ -22,19 +22,21 @@ rule ablation_figure:
     input:
         unpack(ablation_inputs),
     output:
-        "results/figures/ablations/{ablation}_{kind}.png",
+        with_sidecars("results/figures/ablations/{ablation}_{kind}.png"),
     wildcard_constraints:
         kind="curves|collapse",
+    log:
+        "results/logs/ablation_figure/{ablation}_{kind}.log",
     shell:
         "{PY} -m workflow_scripts.figures grid --kind {wildcards.kind} --curves {input.curves} "
-        "--optima {input.optima} --fit {input.fits} --out {output}"
+        "--optima {input.optima} --fit {input.fits} --out {output[0]} > {log} 2>&1"
 
 
 rule ablation_table:
     input:
         lambda w: ablation_inputs(w)["fits"],
     output:
-        multiext("results/tables/ablations/{ablation}", ".csv", ".md", ".tex"),
+        multiext("results/tables/ablations/{ablation}", ".csv", ".md", ".tex", ".json"),
     log:
         "results/logs/ablation_table/{ablation}.log",
     shell:

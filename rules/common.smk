@@ -58,6 +58,11 @@ def batch_cells(wildcards):
     raise WorkflowError(f"no seed batch {w.first}-{w.last} for {w.experiment}/{w.arch}/{w.dataset}")
 
 
+def train_gpus(wildcards):
+    """GPUs a training job asks for: one, unless all its cells are set to train on the CPU."""
+    return 0 if all(c["training"]["device"] == "cpu" for c in batch_cells(wildcards)) else 1
+
+
 def analysis_json(wildcards, keys=None):
     a = cfg.analysis_settings(CONFIG, wildcards.experiment, wildcards.arch, wildcards.dataset)
     return as_json(a if keys is None else {k: a[k] for k in keys})
@@ -75,7 +80,7 @@ def final_targets():
         triples = analysis_outputs(experiment)
         for arch, dataset, measure in triples:
             base = f"results/figures/{experiment}/{arch}/{dataset}/{measure}"
-            targets += [f"{base}/curves.png", f"{base}/collapse.png", f"{base}/scaling.png"]
+            targets += [f"{base}/{kind}.png" for kind in ("curves", "collapse", "scaling")]
         for measure in sorted({m for _, _, m in triples}):
             targets += [f"results/figures/{experiment}/grid_curves_{measure}.png",
                         f"results/figures/{experiment}/grid_collapse_{measure}.png"]
@@ -83,4 +88,5 @@ def final_targets():
     for ablation in CONFIG["ablations"]:
         targets += [f"results/figures/ablations/{ablation}_{k}.png" for k in ("curves", "collapse")]
         targets += [f"results/tables/ablations/{ablation}.{x}" for x in ("csv", "md", "tex")]
+    targets += ["results/numbers/numbers.tsv", "results/numbers/numbers.tex"]
     return targets

@@ -1,40 +1,33 @@
 # Figures: per (experiment, arch, dataset, measure) and the paper's 3x3 grids per experiment.
+# Every PNG has a <png>.json beside it: the numbers it shows and the inputs (sha256) they came from.
+import os
+
 AGG = "results/aggregate/{experiment}/{arch}/{dataset}/{measure}"
-FIT = "results/fit/{experiment}/{arch}/{dataset}/{measure}/fit.json"
+FIG = "results/figures/{experiment}/{arch}/{dataset}/{measure}"
 
 
-rule figure_curves:
+def with_sidecars(*pngs):
+    return [f for png in pngs for f in (png, f"{png}.json")]
+
+
+rule figures:
     input:
         curves=f"{AGG}/curves.parquet",
         optima=f"{AGG}/optima.parquet",
+        fit="results/fit/{experiment}/{arch}/{dataset}/{measure}/fit.json",
     output:
-        "results/figures/{experiment}/{arch}/{dataset}/{measure}/curves.png",
+        with_sidecars(*(report(f"{FIG}/{kind}.png", caption=f"../report/figure_{kind}.rst",
+                               category="Figures {experiment}", subcategory="{arch} {dataset}",
+                               labels={"figure": kind, "arch": "{arch}", "dataset": "{dataset}",
+                                       "measure": "{measure}"})
+                        for kind in ("curves", "collapse", "scaling"))),
+    params:
+        out_dir=lambda w, output: os.path.dirname(output[0]),
+    log:
+        "results/logs/figures/{experiment}/{arch}/{dataset}/{measure}.log",
     shell:
-        "{PY} -m workflow_scripts.figures curves --curves {input.curves} "
-        "--optima {input.optima} --out {output}"
-
-
-rule figure_collapse:
-    input:
-        curves=f"{AGG}/curves.parquet",
-        optima=f"{AGG}/optima.parquet",
-        fit=FIT,
-    output:
-        "results/figures/{experiment}/{arch}/{dataset}/{measure}/collapse.png",
-    shell:
-        "{PY} -m workflow_scripts.figures collapse --curves {input.curves} "
-        "--optima {input.optima} --fit {input.fit} --out {output}"
-
-
-rule figure_scaling:
-    input:
-        optima=f"{AGG}/optima.parquet",
-        fit=FIT,
-    output:
-        "results/figures/{experiment}/{arch}/{dataset}/{measure}/scaling.png",
-    shell:
-        "{PY} -m workflow_scripts.figures scaling --optima {input.optima} --fit {input.fit} "
-        "--out {output}"
+        "{PY} -m workflow_scripts.figures panel --curves {input.curves} --optima {input.optima} "
+        "--fit {input.fit} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 def grid_inputs(wildcards):
@@ -52,9 +45,15 @@ rule figure_grid:
     input:
         unpack(grid_inputs),
     output:
-        "results/figures/{experiment}/grid_{kind}_{measure}.png",
+        with_sidecars(report("results/figures/{experiment}/grid_{kind}_{measure}.png",
+                             caption="../report/figure_grid.rst", category="Figures {experiment}",
+                             subcategory="all archs and datasets",
+                             labels={"figure": "grid {kind}", "arch": "all", "dataset": "all",
+                                     "measure": "{measure}"})),
     wildcard_constraints:
         kind="curves|collapse",
+    log:
+        "results/logs/figure_grid/{experiment}/{kind}_{measure}.log",
     shell:
         "{PY} -m workflow_scripts.figures grid --kind {wildcards.kind} --curves {input.curves} "
-        "--optima {input.optima} --fit {input.fits} --out {output}"
+        "--optima {input.optima} --fit {input.fits} --out {output[0]} > {log} 2>&1"

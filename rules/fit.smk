@@ -21,7 +21,11 @@ rule tables:
         lambda w: [f"results/fit/{w.experiment}/{a}/{d}/{m}/fit.json"
                    for a, d, m in analysis_outputs(w.experiment)],
     output:
-        multiext("results/tables/{experiment}/table1", ".csv", ".md", ".tex"),
+        report("results/tables/{experiment}/table1.csv", caption="../report/table1.rst",
+               category="Tables", subcategory="{experiment}",
+               labels={"table": "Table 1", "experiment": "{experiment}"}),
+        "results/tables/{experiment}/table1.md",
+        "results/tables/{experiment}/table1.tex",
     log:
         "results/logs/tables/{experiment}.log",
     shell:

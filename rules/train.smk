@@ -14,6 +14,10 @@ rule train:
         checkpoints="results/train_checkpoints",
     # small inputs: one thread per job and jobs side by side beats threads fighting over cores
     threads: lambda w: 1 if w.dataset in ("digits", "teacher") else 8
+    resources:
+        gpu=train_gpus,  # SLURM: --gpus=1 (type: SD_SLURM_GPU_MODEL); locally only a label
+        # a job killed at its time limit is retried with more time and resumes from checkpoints
+        runtime=lambda w, attempt: CONFIG["experiments"][w.experiment]["runtime_minutes"] * attempt,
     log:
         "results/logs/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}.log",
     shell:

@@ -439,6 +439,11 @@ def main(argv=None) -> int:
     c.add_argument("--fit", required=True)
     c.add_argument("--curves", help="optional: the aggregate's curves (ε_opt is otherwise read from fit.json)")
     c.add_argument("--out", required=True)
+    e = sub.add_parser("panel", help="curves, collapse and scaling of one aggregate in one call")
+    e.add_argument("--curves", required=True)
+    e.add_argument("--optima", required=True)
+    e.add_argument("--fit", required=True)
+    e.add_argument("--out-dir", required=True, help="writes curves.png, collapse.png, scaling.png")
     d = sub.add_parser("grid", help="arch × dataset grid of curves or collapses (paper Figs. 3–4)")
     d.add_argument("--kind", choices=("curves", "collapse"), required=True)
     d.add_argument("--curves", nargs="+", required=True)
@@ -452,6 +457,11 @@ def main(argv=None) -> int:
         fig_collapse(args.curves, args.optima, args.fit, args.out)
     elif args.cmd == "scaling":
         fig_scaling(args.optima, args.fit, args.out, args.curves)
+    elif args.cmd == "panel":  # one process for three figures: start-up dominates small runs
+        out = Path(args.out_dir)
+        fig_curves(args.curves, args.optima, out / "curves.png", args.fit)
+        fig_collapse(args.curves, args.optima, args.fit, out / "collapse.png")
+        fig_scaling(args.optima, args.fit, out / "scaling.png", args.curves)
     else:
         fig_grid(args.kind, args.curves, args.optima, args.fit, args.out)
     return 0
