@@ -19,6 +19,7 @@ include: "rules/aggregate.smk"
 include: "rules/fit.smk"
 include: "rules/figures.smk"
 include: "rules/ablations.smk"
+include: "rules/report.smk"
 
 
 # Only training goes to the cluster under --profile slurm; the rest takes seconds on the submit
@@ -34,7 +35,6 @@ localrules:
     ablation_table,
     fig_main,
     table1,
-include: "rules/report.smk"
 
 
 rule all:

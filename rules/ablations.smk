@@ -22,7 +22,10 @@ rule ablation_figure:
     input:
         unpack(ablation_inputs),
     output:
-        with_sidecars("results/figures/ablations/{ablation}_{kind}.png"),
+        with_sidecars(report("results/figures/ablations/{ablation}_{kind}.png",
+                             caption="../report/figure_ablation.rst", category="Figures ablations",
+                             subcategory="{ablation}", labels={"figure": "{ablation} {kind}",
+                             "arch": "all", "dataset": "all", "measure": "all"})),
     wildcard_constraints:
         kind="curves|collapse",
     log:
@@ -36,7 +39,12 @@ rule ablation_table:
     input:
         lambda w: ablation_inputs(w)["fits"],
     output:
-        multiext("results/tables/ablations/{ablation}", ".csv", ".md", ".tex", ".json"),
+        report("results/tables/ablations/{ablation}.csv", caption="../report/table_ablation.rst",
+               category="Tables", subcategory="ablations",
+               labels={"table": "{ablation}", "experiment": "ablations"}),
+        "results/tables/ablations/{ablation}.md",
+        "results/tables/ablations/{ablation}.tex",
+        "results/tables/ablations/{ablation}.json",
     log:
         "results/logs/ablation_table/{ablation}.log",
     shell:

@@ -91,7 +91,7 @@ def test_fit_and_aggregate_are_real_and_traceable(workflow_run):
 def test_bad_config_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "config" / "test.yaml").read_text().replace("archs: [cnn]",
-                                                                       "archs: [mlp]"))
+                                                                       "archs: [mlp]", 1))
     out = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
                           "--configfile", str(bad), "--cores", "1"], capture_output=True, text=True)
     assert out.returncode != 0

@@ -1,0 +1,35 @@
+# The numbers the paper quotes (TSV + LaTeX macros, each with its source file and sha256) and the
+# HTML report's description (`snakemake --report report.html`; figures and tables are marked with
+# report() in their rules, captions under report/).
+report: "../report/workflow.rst"
+
+
+def numbers_fits():
+    """Every fit.json of the run: each experiment's (arch, dataset, measure), and the perceptron's."""
+    fits = [f"results/fit/{e}/{a}/{d}/{m}/fit.json"
+            for e in CONFIG["experiments"] for a, d, m in analysis_outputs(e)]
+    if globals().get("PERCEPTRON") is not None:  # rules/perceptron.smk, when included
+        fits.append(f"results/perceptron/fit/N{PERCEPTRON['N']}/lambda/fit.json")
+    return fits
+
+
+NUMBERS = ["results/numbers/numbers.tsv", "results/numbers/numbers.tex"]
+
+
+# seconds of work: on the submit host under --profile slurm, like the other analysis rules
+localrules:
+    numbers,
+
+
+rule numbers:
+    input:
+        numbers_fits(),
+    output:
+        tsv=report(NUMBERS[0], caption="../report/numbers.rst", category="Numbers",
+                   labels={"file": "numbers.tsv"}),
+        tex=NUMBERS[1],
+    log:
+        "results/logs/numbers.log",
+    shell:
+        "{PY} -m workflow_scripts.numbers --out-tsv {output.tsv} --out-tex {output.tex} "
+        "{input} > {log} 2>&1"

@@ -1,0 +1,999 @@
+"""Audit: walk from an output (or one number in it) back to the trajectories and configs behind it.
+
+Why: DESIGN.md promises the provenance of every number. Each output records its inputs with their
+sha256 (Parquet footers, fit.json's ``provenance``, the ``.json`` sidecars of tables and figures,
+the TSV of ``numbers.py``). This module follows those records from the output given down to every
+trajectory, re-hashes every file on the way, recomputes each recorded config hash from the config
+stored beside it, checks each trajectory's dataset checksum against the dataset file, and checks
+that the number selected is the number in the fit (or aggregate) it came from: at machine
+precision in CSV/TSV/JSON, within the printed rounding in Markdown, LaTeX and figure legends.
+Any mismatch or missing file is a failure: every failure is listed with the file and the expected
+and actual hash, and the exit status is 1. ``--recompute`` also re-runs the aggregation and the fit
+from their recorded inputs and settings and compares the results with the stored ones.
+
+Selectors (one number)::
+
+    --row     which row of a table / panel of a figure: path components of the fit it came from,
+              ``experiment/arch/dataset/measure``, any contiguous part of it (``cnn/mnist``,
+              ``main/cnn/mnist``, ``cnn/mnist/frobenius``); for an aggregate ``P<P>/seed<s>``.
+    --number  a fit quantity (gamma1, gamma2, gamma_pred, gamma_meas, gamma_pred_minus_meas, k1, k2,
+              k_meas) with an optional field suffix ``_ci_low``, ``_ci_high``, ``_se``; a per-P
+              quantity with ``@P`` (``eps_opt@600``, ``lambda_opt_ci_high@600``); in an aggregate
+              ``lambda_star``, ``eps_star``, ``step_star`` (with --row P<P>/seed<s>); in a numbers
+              file the macro name (``gammaPredCnnMnist``) or its key column.
+
+Example::
+
+    python -m workflow_scripts.audit results/tables/main/table1.csv --row cnn/mnist --number gamma_pred
+
+Paths recorded in provenance are relative to the directory Snakemake ran in; they are resolved
+against ``--root`` (default: the directory holding the output's ``results/`` folder).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io, provenance
+
+SHORT = 12
+ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_meas", "k1", "k2",
+             "k_meas", "pred_log_intercept")
+PER_P = ("eps_opt", "lambda_opt", "lambda_star_geomean", "n_seeds", "n_window_points")
+FIELDS = ("ci_low", "ci_high", "se", "value")
+OPTIMA_NUMBERS = ("lambda_star", "eps_star", "step_star")
+FIT_PATH = re.compile(r"(?:^|/)fit/([^/]+)/([^/]+)/([^/]+)/([^/]+)/fit\.json$")
+IDENTITY = ("experiment", "arch", "dataset", "measure")
+
+
+class UsageError(ValueError):
+    """The request cannot be answered (unknown file kind, selector matching nothing): exit 2."""
+
+
+@dataclass
+class Node:
+    """One file of the chain: what it is, what was checked, what it was made from."""
+    kind: str
+    path: str
+    sha256: str | None = None
+    details: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    children: list["Node"] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    repeat: bool = False  # already shown above (a trajectory feeding both curves and optima)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "sha256": self.sha256, "ok": not self.problems,
+                "details": self.details, "problems": self.problems, "info": self.info,
+                "repeat": self.repeat, "children": [c.as_dict() for c in self.children]}
+
+
+def short(h: str | None) -> str:
+    return (h or "?")[:SHORT]
+
+
+def same_number(a, b, rtol: float = 0.0) -> bool:
+    """Equal floats (None and NaN are the same 'no value'); rtol=0 means bit-for-bit."""
+    na = a is None or (isinstance(a, float) and math.isnan(a))
+    nb = b is None or (isinstance(b, float) and math.isnan(b))
+    if na or nb:
+        return na and nb
+    a, b = float(a), float(b)
+    return a == b or abs(a - b) <= rtol * max(abs(a), abs(b))
+
+
+def printed_matches(text: str, value) -> bool:
+    """Does ``text`` (a number printed with d decimals) equal ``value`` rounded to d decimals?"""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    m = re.fullmatch(r"-?\d+(?:\.(\d+))?", text.strip())
+    if not m:
+        return False
+    d = len(m.group(1) or "")
+    return abs(float(text) - float(value)) <= 0.5 * 10.0 ** (-d) * (1 + 1e-9) + 1e-12
+
+
+def parse_number(name: str) -> tuple[str, str, int | None]:
+    """'gamma_pred_ci_low' -> ('gamma_pred', 'ci_low', None); 'eps_opt@600' -> ('eps_opt', 'value', 600)."""
+    base, _, at = name.partition("@")
+    P = None
+    if at:
+        at = at.removeprefix("P").removeprefix("=")
+        if not at.isdigit():
+            raise UsageError(f"--number {name!r}: after '@' give a sample size P (eps_opt@600)")
+        P = int(at)
+    fld = "value"
+    for f in FIELDS:
+        for sep in ("_", "."):
+            if base.endswith(sep + f):
+                base, fld = base[: -len(f) - 1], f
+                break
+        if fld != "value":
+            break
+    return base, fld, P
+
+
+def fit_identity(path: str, group: dict | None = None) -> dict:
+    """(experiment, arch, dataset, measure) of a fit: from its path results/fit/e/a/d/m/fit.json when
+    it has that form (the analysis experiment; the group in fit.json names the training one for
+    experiments that reuse another's runs), else from the group recorded in the file."""
+    m = FIT_PATH.search(str(path).replace("\\", "/"))
+    if m:
+        return dict(zip(IDENTITY, m.groups()))
+    return {k: str((group or {}).get(k, "?")) for k in IDENTITY}
+
+
+def select_one(candidates: list[tuple[dict, object]], row: str | None, what: str):
+    """The one candidate whose identity matches ``row`` (contiguous path components)."""
+    if row is None:
+        if len(candidates) == 1:
+            return candidates[0][1]
+        raise UsageError(f"{what} has {len(candidates)} rows: choose one with --row "
+                         + ", ".join("/".join(i[k] for k in IDENTITY) for i, _ in candidates))
+    want = [p for p in row.strip("/").split("/") if p]
+    hits = []
+    for ident, obj in candidates:
+        parts = [ident[k] for k in IDENTITY]
+        if any(parts[i:i + len(want)] == want for i in range(len(parts) - len(want) + 1)):
+            hits.append((ident, obj))
+    if len(hits) != 1:
+        listed = ", ".join("/".join(i[k] for k in IDENTITY) for i, _ in candidates)
+        raise UsageError(f"--row {row!r} matches {len(hits)} of the rows of {what} "
+                         f"({listed}); give more components")
+    return hits[0][1]
+
+
+def fit_value(fit: dict, quantity: str, fld: str, P: int | None, where: str):
+    """The number (quantity, field[, P]) of a fit.json, with a JSON-pointer-like description."""
+    if P is None:
+        if quantity not in ESTIMATES:
+            raise UsageError(f"--number {quantity!r}: a fit holds {', '.join(ESTIMATES)} "
+                             f"(or a per-P quantity {', '.join(PER_P)} with @P)")
+        if fit.get("status") != "ok":
+            return None, f"(no estimates: fit status {fit.get('status')!r}, {fit.get('reason')})"
+        return fit["estimates"][quantity][fld], f"estimates.{quantity}.{fld}"
+    if quantity not in PER_P:
+        raise UsageError(f"--number {quantity}@{P}: per-P quantities are {', '.join(PER_P)}")
+    for r in fit.get("per_P") or []:
+        if int(r["P"]) == P:
+            if fld == "value":
+                return r.get(quantity), f"per_P[P={P}].{quantity}"
+            if fld == "se":
+                raise UsageError("per-P quantities have intervals (ci_low, ci_high), not se")
+            ci = r.get(f"{quantity}_ci") or [None, None]
+            return ci[0 if fld == "ci_low" else 1], f"per_P[P={P}].{quantity}_ci"
+    raise UsageError(f"{where} has no P={P} (has {[r['P'] for r in fit.get('per_P') or []]})")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: cannot read JSON ({e})") from None
+
+
+class Auditor:
+    """Walks provenance records; collects every problem instead of stopping at the first."""
+
+    def __init__(self, root: Path, recompute: bool = False):
+        self.root = Path(root).resolve()
+        self.recompute = recompute
+        self.failures: list[str] = []
+        self.nodes: dict[Path, Node] = {}
+        self.hashes: dict[Path, str] = {}
+        self.cells: dict[str, dict] = {}          # cell id -> resolved cell config
+        self.code: dict[str, set] = {}            # "commit dirty package" -> kinds using it
+        self.numbers_checked: list[str] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+    def show(self, p: Path) -> str:
+        p = Path(p).resolve()
+        try:
+            return str(p.relative_to(self.root))
+        except ValueError:
+            return str(p)
+
+    def resolve(self, recorded: str) -> Path:
+        p = Path(recorded)
+        return p if p.is_absolute() else self.root / p
+
+    def sha(self, p: Path) -> str:
+        p = p.resolve()
+        if p not in self.hashes:
+            self.hashes[p] = provenance.sha256_file(p)
+        return self.hashes[p]
+
+    def fail(self, node: Node, msg: str) -> None:
+        node.problems.append(msg)
+        self.failures.append(msg)
+
+    def note_code(self, meta: dict, kind: str, node: Node) -> None:
+        code = meta.get("code") or {}
+        if code:
+            key = (f"commit {short(code.get('git_commit'))}"
+                   f"{' (dirty)' if code.get('git_dirty') else ''} package {short(code.get('package_hash'))}")
+            self.code.setdefault(key, set()).add(kind)
+            node.info["code"] = code
+        for k in ("created", "device", "slurm_job_id", "host", "packages", "stage"):
+            if k in meta:
+                node.info[k] = meta[k]
+
+    def check_config_hash(self, node: Node, meta: dict) -> None:
+        if "config" in meta and "config_hash" in meta:
+            actual = provenance.config_hash(meta["config"])
+            if actual != meta["config_hash"]:
+                self.fail(node, f"config hash mismatch: {node.path}: recorded config_hash "
+                                f"{meta['config_hash']}, the recorded config hashes to {actual} "
+                                "(config edited after the file was written?)")
+            else:
+                node.details.append(f"config_hash {meta['config_hash']} recomputed: ok")
+        elif "config" in meta:
+            node.details.append("config recorded without config_hash")
+
+    def input_nodes(self, node: Node, meta: dict, only=None) -> list[tuple[Node, Path]]:
+        """Verify every input recorded in ``meta`` (hash, existence); audit those in ``only``
+        (resolved paths; None: all) further down."""
+        out = []
+        for rec in meta.get("inputs") or []:
+            p = self.resolve(rec["path"])
+            if only is not None and p.resolve() not in only:
+                continue
+            out.append((self.audit(p, expected=rec.get("sha256"), recorded_in=node.path), p))
+        node.children.extend(n for n, _ in out)
+        return out
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def audit(self, path: Path, expected: str | None = None, recorded_in: str | None = None,
+              kind: str | None = None) -> Node:
+        path = Path(path)
+        key = path.resolve()
+        shown = self.show(path)
+        if not path.exists():
+            node = Node(kind or "missing", shown)
+            where = f", recorded in {recorded_in} with sha256 {expected}" if recorded_in else ""
+            self.fail(node, f"missing input: {shown} does not exist{where}")
+            return node
+        if expected is not None:
+            actual = self.sha(path)
+            if actual != expected:
+                msg = (f"hash mismatch: {shown}: {recorded_in} recorded sha256 {expected}, "
+                       f"the file now has sha256 {actual} (edited after {recorded_in} was made?)")
+                if key in self.nodes:
+                    node = Node(self.nodes[key].kind, shown, actual, repeat=True)
+                    self.fail(node, msg)
+                    return node
+                node = self._audit_new(path, kind)
+                self.fail(node, msg)
+                return node
+        if key in self.nodes:
+            old = self.nodes[key]
+            return Node(old.kind, shown, old.sha256, details=["(audited above)"], repeat=True)
+        return self._audit_new(path, kind)
+
+    def _audit_new(self, path: Path, kind: str | None) -> Node:
+        kind = kind or detect_kind(path)
+        node = Node(kind, self.show(path), self.sha(path))
+        self.nodes[path.resolve()] = node
+        try:
+            getattr(self, f"_{kind}")(path, node)
+        except UsageError:
+            raise
+        except Exception as e:  # a corrupt or foreign file is a failure of the audit, with its name
+            self.fail(node, f"cannot read {node.path} as {kind}: {type(e).__name__}: {e}")
+        return node
+
+    # -- kinds -------------------------------------------------------------------------------
+    def _file(self, path: Path, node: Node) -> None:
+        node.details.append("no provenance recorded in this file (hash checked only)")
+
+    def _dataset(self, path: Path, node: Node) -> None:
+        record = path.with_suffix(".json")
+        if record.exists():
+            rec = _read_json(record)
+            if rec.get("sha256") != node.sha256:
+                self.fail(node, f"hash mismatch: {node.path}: its record {self.show(record)} says "
+                                f"sha256 {rec.get('sha256')}, the file has {node.sha256}")
+            self.note_code(rec.get("provenance") or {}, "dataset", node)
+
+    def _trajectory(self, path: Path, node: Node) -> None:
+        from .trajectory import read_trajectory
+
+        try:
+            df, meta = read_trajectory(path)
+        except ValueError as e:
+            self.fail(node, f"{node.path}: not a valid trajectory: {e}")
+            return
+        cfg = meta.get("config") or {}
+        cell = "{experiment}/{arch}/{dataset}/P{P}/seed{seed}".format(**cfg) \
+            if all(k in cfg for k in ("experiment", "arch", "dataset", "P", "seed")) else None
+        if cell != meta.get("cell_id"):
+            self.fail(node, f"{node.path}: cell_id {meta.get('cell_id')!r} does not match its "
+                            f"config ({cell})")
+        self.check_config_hash(node, meta)
+        self.note_code(meta, "trajectory", node)
+        node.info.update({"cell_id": meta.get("cell_id"), "status": meta.get("status"),
+                          "rows": int(len(df)), "config_hash": meta.get("config_hash"),
+                          "dataset_sha256": meta.get("dataset_sha256")})
+        self.cells[str(meta.get("cell_id"))] = cfg
+        ds = cfg.get("dataset")
+        data = self.root / "results" / "datasets" / f"{ds}.npz"
+        if ds and data.exists():
+            actual = self.sha(data)
+            if actual != meta.get("dataset_sha256"):
+                self.fail(node, f"dataset mismatch: {node.path} was trained on dataset sha256 "
+                                f"{meta.get('dataset_sha256')}, {self.show(data)} now has sha256 {actual}")
+            data_note = f"dataset {ds} sha256 {short(actual)} ok"
+        else:
+            data_note = (f"dataset {ds} sha256 {short(meta.get('dataset_sha256'))} "
+                         f"(no {self.show(data)} to compare)")
+        ok = [d for d in node.details if d.startswith("config_hash")]
+        node.details = [f"cell {meta.get('cell_id')}: {meta.get('status')}, {len(df)} rows; "
+                        f"config_hash {meta.get('config_hash')} {'ok' if ok else 'BAD'}; {data_note}; "
+                        f"device {meta.get('device')}; slurm job {meta.get('slurm_job_id') or '-'}"]
+        self.input_nodes(node, meta)
+
+    def _aggregate(self, path: Path, node: Node) -> None:
+        df, meta = io.read_parquet(path)
+        group = meta.get("group") or {}
+        node.info.update({"group": group, "settings": meta.get("config")})
+        node.details.append(f"group {'/'.join(str(group.get(k)) for k in IDENTITY)}, "
+                            f"settings {json.dumps(meta.get('config'), sort_keys=True)}")
+        self.check_config_hash(node, meta)
+        self.note_code(meta, "aggregate", node)
+        recorded = {str(r["path"]) for r in meta.get("inputs") or []}
+        if "path" in df.columns and "cell_id" in df.columns:  # the optima table: one row per input
+            listed = set(df["path"].astype(str))
+            if listed != recorded:
+                self.fail(node, f"{node.path}: its rows name {len(listed)} trajectories, its footer "
+                                f"records {len(recorded)} inputs; differing: "
+                                f"{sorted(listed ^ recorded)[:5]}")
+        for child, p in self.input_nodes(node, meta):
+            if child.kind == "trajectory" and not child.repeat and child.info.get("cell_id"):
+                cid = child.info["cell_id"].split("/")
+                if cid[1:3] != [group.get("arch"), group.get("dataset")]:
+                    self.fail(child, f"{child.path}: cell {child.info['cell_id']} is not of "
+                                     f"{group.get('arch')}/{group.get('dataset')} ({node.path})")
+        if self.recompute:
+            self._recompute_aggregate(path, node, df, meta)
+
+    def _recompute_aggregate(self, path, node, df, meta) -> None:
+        from . import aggregate as agg
+
+        files = [self.resolve(r["path"]) for r in meta.get("inputs") or []]
+        if not all(f.exists() for f in files):
+            self.fail(node, f"{node.path}: cannot recompute, inputs missing")
+            return
+        curves, _, _ = agg.load(files, meta["group"]["measure"])
+        curves_df, optima_df, _ = agg.aggregate(curves, meta["config"])
+        new = optima_df if "cell_id" in df.columns else curves_df
+        bad = compare_frames(df, new, skip=("path",))
+        if bad:
+            self.fail(node, f"recompute mismatch: {node.path}: aggregating its inputs again gives "
+                            f"different {bad}")
+        else:
+            node.details.append("recomputed from the trajectories: identical")
+
+    def _fit(self, path: Path, node: Node) -> None:
+        fit = _read_json(path)
+        prov = fit.get("provenance") or {}
+        ident = fit_identity(node.path, fit.get("group"))
+        node.info.update({"identity": ident, "status": fit.get("status"), "settings": fit.get("settings")})
+        s = fit.get("settings") or {}
+        node.details.append(f"{'/'.join(ident[k] for k in IDENTITY)}: status {fit.get('status')}"
+                            f"{' (' + str(fit.get('reason')) + ')' if fit.get('reason') else ''}; "
+                            f"window {s.get('window')}, P range [{s.get('P_min')}, {s.get('P_max')}], "
+                            f"bootstrap {s.get('bootstrap')}")
+        self.check_config_hash(node, prov)
+        self.note_code(prov, "fit", node)
+        for child, p in self.input_nodes(node, prov):
+            g = child.info.get("group")
+            if g is not None and fit.get("group") and g != fit["group"]:
+                self.fail(node, f"{node.path}: fits group {fit['group']} but its input "
+                                f"{child.path} holds {g}")
+        if self.recompute:
+            self._recompute_fit(path, node, fit, prov)
+
+    def _recompute_fit(self, path, node, fit, prov) -> None:
+        from . import fit as fitmod
+
+        ins = [self.resolve(r["path"]) for r in prov.get("inputs") or []]
+        if len(ins) != 2 or not all(p.exists() for p in ins):
+            self.fail(node, f"{node.path}: cannot recompute, inputs missing")
+            return
+        curves, optima = sorted(ins, key=lambda p: "optima" in p.name)
+        data, _ = fitmod.load_fit_data(curves, optima)
+        try:
+            res = fitmod.estimate(data, prov["config"])
+        except fitmod.FitError as e:
+            res = {"status": "impossible", "reason": str(e), "estimates": None}
+        if res["status"] != fit.get("status"):
+            self.fail(node, f"recompute mismatch: {node.path}: status {fit.get('status')} recorded, "
+                            f"{res['status']} recomputed")
+            return
+        bad = [f"{k}.{f}" for k in (res.get("estimates") or {}) for f in ("value", "ci_low", "ci_high")
+               if not same_number(res["estimates"][k][f], fit["estimates"][k][f], rtol=1e-9)]
+        if bad:
+            self.fail(node, f"recompute mismatch: {node.path}: fitting its aggregate again changes {bad}")
+        else:
+            node.details.append("refitted from the aggregate: identical estimates and intervals")
+
+    def _sidecar_meta(self, path: Path) -> tuple[Path, dict]:
+        side = path if path.suffix == ".json" else Path(str(path) + ".json")
+        return side, _read_json(side)
+
+    def _figure(self, path: Path, node: Node, only=None) -> None:
+        side, meta = self._sidecar_meta(path)
+        prov = meta.get("provenance") or {}
+        image = side.with_name(side.name.removesuffix(".json"))
+        recorded = meta.get("sha256")  # the image's own hash, where the figure writer records it
+        if recorded and image.exists():
+            if self.sha(image) != recorded:
+                self.fail(node, f"hash mismatch: {self.show(image)}: {self.show(side)} recorded sha256 "
+                                f"{recorded}, the file now has sha256 {self.sha(image)}")
+            hash_note = "image sha256 as recorded"
+        else:
+            hash_note = "the image's own sha256 is not recorded (its numbers are checked instead)"
+        node.details.append(f"sidecar {self.show(side)}; kind {meta.get('kind')}; {hash_note}")
+        self.check_config_hash(node, prov)
+        self.note_code(prov, "figure", node)
+        self.input_nodes(node, prov, only)
+
+    def _table(self, path: Path, node: Node, only=None) -> None:
+        side = table_sidecar(path)
+        meta = _read_json(side)
+        prov = meta.get("provenance") or {}
+        node.details.append(f"sidecar {self.show(side)}; {len(meta.get('rows') or [])} rows")
+        for rec in meta.get("outputs") or []:  # the rendered files' hashes, where recorded
+            p = self.resolve(rec["path"])
+            if not p.exists():
+                self.fail(node, f"missing output: {rec['path']} (recorded in {self.show(side)})")
+            elif self.sha(p) != rec["sha256"]:
+                self.fail(node, f"hash mismatch: {self.show(p)}: {self.show(side)} recorded sha256 "
+                                f"{rec['sha256']}, the file now has sha256 {self.sha(p)}")
+        self.check_config_hash(node, prov)
+        self.note_code(prov, "table", node)
+        self.input_nodes(node, prov, only)
+        for row in meta.get("rows") or []:  # every row as the fit says (no number selected: all)
+            fp = self.resolve(row["fit"])
+            if (only is not None and fp.resolve() not in only) or not fp.exists():
+                continue
+            fit = _read_json(fp)
+            for q in ("gamma1", "gamma2", "gamma_pred", "gamma_meas", "gamma_pred_minus_meas"):
+                if q in row and fit.get("status") == "ok":
+                    if not same_number(row[q], fit["estimates"][q]["value"]):
+                        self.fail(node, f"value mismatch: {self.show(side)} row {row['fit']}: "
+                                        f"{q} = {row[q]}, the fit says {fit['estimates'][q]['value']}")
+
+    def _numbers(self, path: Path, node: Node, only_keys=None) -> None:
+        tsv, tex = numbers_pair(path)
+        rows = read_numbers_tsv(tsv)
+        macros = read_tex_macros(tex) if tex.exists() else {}
+        node.details.append(f"{len(rows)} numbers in {self.show(tsv)}"
+                            + (f" and {self.show(tex)}" if tex.exists() else ""))
+        sources: dict[Path, str] = {}
+        for r in rows:
+            if only_keys is not None and r["key"] not in only_keys:
+                continue
+            src = self.resolve(r["source"])
+            if src.exists():
+                self.check_number_row(node, r, macros)
+            sources.setdefault(src, r["source_sha256"])
+        for src, sha in sources.items():
+            node.children.append(self.audit(src, expected=sha, recorded_in=self.show(tsv)))
+
+    def check_number_row(self, node: Node, r: dict, macros: dict) -> None:
+        src = self.resolve(r["source"])
+        obj = _read_json(src)
+        try:
+            want = json_pointer(obj, r["pointer"])
+        except (KeyError, IndexError, TypeError):
+            self.fail(node, f"{r['key']}: {r['source']} has no {r['pointer']}")
+            return
+        got = float(r["value"]) if r["value"] not in ("", "nan") else None
+        if not same_number(got, want):
+            self.fail(node, f"value mismatch: {node.path} {r['key']} = {r['value']}, "
+                            f"{r['source']}{r['pointer']} = {want}")
+        if r["macro"] in macros and macros[r["macro"]] != r["text"]:
+            self.fail(node, f"value mismatch: \\{r['macro']} prints {macros[r['macro']]!r}, "
+                            f"the TSV says {r['text']!r}")
+        elif r["macro"] not in macros and macros:
+            self.fail(node, f"\\{r['macro']} ({r['key']}) missing from the .tex file")
+        if want is not None and isinstance(want, (int, float)) and r["text"] != "--" \
+                and re.fullmatch(r"-?\d+(\.\d+)?", r["text"]) and not printed_matches(r["text"], want):
+            self.fail(node, f"value mismatch: \\{r['macro']} prints {r['text']}, "
+                            f"{r['source']}{r['pointer']} = {want}")
+
+    def _output_parquet(self, path: Path, node: Node) -> None:
+        """A Parquet file with our footer that is neither a trajectory nor an aggregate."""
+        meta = io.read_parquet_metadata(path)
+        self.check_config_hash(node, meta)
+        self.note_code(meta, "output", node)
+        self.input_nodes(node, meta)
+
+    def _json_output(self, path: Path, node: Node) -> None:
+        meta = _read_json(path)
+        prov = meta.get("provenance") or {}
+        self.check_config_hash(node, prov)
+        self.note_code(prov, "output", node)
+        self.input_nodes(node, prov)
+
+
+def compare_frames(a: pd.DataFrame, b: pd.DataFrame, skip=()) -> list[str]:
+    """Columns on which two tables differ (floats at rtol 1e-12, NaN equal to NaN)."""
+    if len(a) != len(b):
+        return [f"row count {len(a)} vs {len(b)}"]
+    bad = []
+    for c in a.columns:
+        if c in skip:
+            continue
+        if c not in b.columns:
+            bad.append(c)
+            continue
+        x, y = a[c].reset_index(drop=True), b[c].reset_index(drop=True)
+        if pd.api.types.is_float_dtype(x) or pd.api.types.is_float_dtype(y):
+            xv, yv = x.to_numpy(float, na_value=np.nan), y.to_numpy(float, na_value=np.nan)
+            if not np.allclose(xv, yv, rtol=1e-12, atol=0, equal_nan=True):
+                bad.append(c)
+        elif not x.astype(str).equals(y.astype(str)):
+            bad.append(c)
+    return bad
+
+
+def json_pointer(obj, pointer: str):
+    """Resolve '/a/b/0' in nested dicts and lists (RFC 6901, without escapes)."""
+    for part in [p for p in pointer.split("/") if p]:
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    return obj
+
+
+def table_sidecar(path: Path) -> Path:
+    path = Path(path)
+    return path if path.suffix == ".json" else path.with_suffix(".json")
+
+
+def numbers_pair(path: Path) -> tuple[Path, Path]:
+    path = Path(path)
+    return path.with_suffix(".tsv"), path.with_suffix(".tex")
+
+
+def read_numbers_tsv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def read_tex_macros(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}\{([^}]*)\}", Path(path).read_text()))
+
+
+def detect_kind(path: Path) -> str:
+    """trajectory | aggregate | fit | table | figure | numbers | dataset | json_output |
+    output_parquet (other files with our provenance) | file (hash checked only)."""
+    path = Path(path)
+    name = path.name
+    if name.endswith(".parquet"):
+        try:
+            meta = io.read_parquet_metadata(path)
+        except ValueError:
+            return "file"
+        return "trajectory" if "cell_id" in meta else "aggregate" if meta.get("group") else "output_parquet"
+    if name.endswith(".npz"):
+        return "dataset"
+    if path.suffix in (".tsv", ".tex"):
+        tsv = path.with_suffix(".tsv")
+        if tsv.exists():
+            with open(tsv) as f:
+                head = f.readline().rstrip("\n").split("\t")
+            if "macro" in head and "source_sha256" in head:
+                return "numbers"
+    if path.suffix in (".csv", ".md", ".tex") and path.with_suffix(".json").exists():
+        if "rows" in _read_json(path.with_suffix(".json")):
+            return "table"
+    if path.suffix == ".json":
+        obj = _read_json(path)
+        if isinstance(obj, dict):
+            if str(obj.get("schema", "")).startswith("fit/") or "estimates" in obj:
+                return "fit"
+            if "rows" in obj and "provenance" in obj:
+                return "table"
+            if "figure" in obj and "provenance" in obj:
+                return "figure"
+            if "provenance" in obj:
+                return "json_output"
+        return "file"
+    side = Path(str(path) + ".json")
+    if side.exists() and "figure" in _read_json(side):
+        return "figure"
+    return "file"
+
+
+def infer_root(path: Path) -> Path:
+    """The directory that holds the output's ``results/`` folder (where Snakemake ran), else cwd."""
+    parts = Path(path).resolve().parts
+    if "results" in parts:
+        i = len(parts) - 1 - parts[::-1].index("results")
+        return Path(*parts[:i])
+    return Path.cwd()
+
+
+# ----------------------------------------------------------------------------------------------
+# one number: where it is printed, which file it came from
+
+@dataclass
+class Number:
+    label: str
+    printed: list[tuple[str, object]]   # (where, value as printed there)
+    source: Path                        # fit.json or aggregate it came from
+    source_field: str
+    value: object                       # the value in the source
+
+
+def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+    from . import table as tab
+
+    q, fld, P = parse_number(number)
+    if P is not None or q not in tab.EXPONENTS:
+        raise UsageError(f"--number {number!r}: a table column holds one of {', '.join(tab.EXPONENTS)} "
+                         "with an optional _ci_low / _ci_high / _se")
+    side = table_sidecar(path)
+    prefix = side.with_suffix("")
+    csv_path = prefix.with_suffix(".csv")
+    df = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])  # pandas >= 3 reads floats exactly
+    cands = [(fit_identity(r["fit"], {k: r.get(k) for k in IDENTITY}), r) for _, r in df.iterrows()]
+    r = select_one(cands, row, aud.show(csv_path))
+    col = q if fld == "value" else f"{q}_{fld}"
+    fit_path = aud.resolve(str(r["fit"]))
+    if not fit_path.exists():
+        raise UsageError(f"{aud.show(csv_path)}: the row's fit {r['fit']} does not exist")
+    fit = _read_json(fit_path)
+    want, where = fit_value(fit, q, fld, None, aud.show(fit_path))
+    v = r[col]
+    printed = [(f"{aud.show(csv_path)} column {col}", None if pd.isna(v) else float(v))]
+    problems = []
+    if not same_number(printed[0][1], want):
+        problems.append(f"value mismatch: {aud.show(csv_path)} row {r['fit']} column {col} = "
+                        f"{printed[0][1]!r}, {aud.show(fit_path)} {where} = {want!r}")
+    for row_d in _read_json(side).get("rows") or []:
+        if row_d.get("fit") == r["fit"] and not same_number(row_d.get(col), want):
+            problems.append(f"value mismatch: {aud.show(side)} row {r['fit']} {col} = "
+                            f"{row_d.get(col)!r}, {aud.show(fit_path)} {where} = {want!r}")
+    idx = {"value": 0, "ci_low": 1, "ci_high": 2}.get(fld)
+    for ext, parse in ((".md", _md_table), (".tex", _tex_table)):
+        f = prefix.with_suffix(ext)
+        if not f.exists() or idx is None:
+            continue
+        cell = parse(f.read_text(), r, q, int(r.name))
+        if cell is None:
+            problems.append(f"{aud.show(f)}: its row {int(r.name) + 1} is not the row of {r['fit']} "
+                            f"({r['arch']}/{r['dataset']}) in {aud.show(csv_path)}")
+            continue
+        nums = re.findall(r"-?\d+(?:\.\d+)?", cell)
+        shown = nums[idx] if len(nums) > idx else None
+        printed.append((f"{aud.show(f)} cell {cell!r}", shown))
+        if want is None:
+            ok = shown is None
+        else:
+            ok = shown is not None and printed_matches(shown, want)
+        if not ok:
+            problems.append(f"value mismatch: {aud.show(f)} prints {cell!r} for {col} of "
+                            f"{r['fit']}; {aud.show(fit_path)} {where} = {want!r}")
+    return Number(f"{col} of {'/'.join(fit_identity(r['fit'], None).values())}", printed, fit_path,
+                  where, want), problems
+
+
+def _row_matches(header: list[str], cells: list[str], r, tex: bool) -> bool:
+    """Does a Markdown/LaTeX row (its leading label columns) belong to the CSV row ``r``?"""
+    from . import table as tab
+
+    esc = tab._tex_escape if tex else (lambda s: s)
+    expect = {esc("experiment"): esc(str(r["experiment"])), esc("measure"): esc(str(r["measure"])),
+              ("Arch." if tex else "arch"): tab.ARCH_LABEL.get(r["arch"], esc(str(r["arch"]))),
+              ("Dataset" if tex else "dataset"): tab.DATASET_LABEL.get(r["dataset"], esc(str(r["dataset"])))}
+    found = False
+    for h, want in expect.items():
+        if h in header:
+            i = header.index(h)
+            if i >= len(cells) or cells[i] != want:
+                return False
+            found = True
+    return found
+
+
+def _md_table(text: str, r, q: str, index: int) -> str | None:
+    """The Markdown cell of column ``q`` in data row ``index`` (the CSV's row order), None if that
+    row's labels are not those of ``r``."""
+    from . import table as tab
+
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    split = lambda ln: [c.strip() for c in ln.strip().strip("|").split("|")]  # noqa: E731
+    header = split(lines[0])
+    rows = [split(ln) for ln in lines[2:]]
+    if index >= len(rows) or not _row_matches(header, rows[index], r, tex=False):
+        return None
+    return rows[index][header.index(tab.HEAD_MD[q])]
+
+
+def _tex_table(text: str, r, q: str, index: int) -> str | None:
+    """The LaTeX cell of column ``q`` in data row ``index``; "" where a fit-impossible row spans
+    the exponents; None if that row's labels are not those of ``r``."""
+    from . import table as tab
+
+    lines = text.splitlines()
+    split = lambda ln: [c.strip() for c in ln.strip().removesuffix(r"\\").strip().split(" & ")]  # noqa: E731
+    header = split(lines[lines.index(r"\toprule") + 1])
+    body = lines[lines.index(r"\midrule") + 1:]
+    end = next(i for i, ln in enumerate(body) if ln.startswith(r"\bottomrule"))
+    rows = [split(ln) for ln in body[:end]]
+    if index >= len(rows) or not _row_matches(header, rows[index], r, tex=True):
+        return None
+    cells = rows[index]
+    return cells[header.index(tab.HEAD_TEX[q])] if len(cells) == len(header) else ""
+
+
+def figure_number(aud: Auditor, path: Path, row: str | None, number: str):
+    side = path if path.suffix == ".json" else Path(str(path) + ".json")
+    meta = _read_json(side)
+    panels = meta.get("panels")
+    if not panels:
+        raise UsageError(f"{aud.show(side)} records no panels; audit the figure without --number")
+    cands = []
+    for p in panels:
+        fit = next((x for x in p["inputs"] if x.endswith("fit.json")), None)
+        ident = fit_identity(fit, p.get("group")) if fit else {k: str(p["group"].get(k)) for k in IDENTITY}
+        if not fit:  # no fit: the experiment is the aggregate's directory
+            m = re.search(r"(?:^|/)aggregate/([^/]+)/([^/]+)/([^/]+)/([^/]+)/", p["inputs"][0])
+            ident = dict(zip(IDENTITY, m.groups())) if m else ident
+        cands.append((ident, p))
+    panel = select_one(cands, row, aud.show(side))
+    q, fld, P = parse_number(number)
+    shown = panel["shown"]
+    fit_path = next((aud.resolve(x) for x in panel["inputs"] if x.endswith("fit.json")), None)
+    if P is None:
+        est = shown.get(q) if isinstance(shown.get(q), list) else (shown.get("fit") or {}).get(q)
+        if est is None or fld == "se":
+            raise UsageError(f"{aud.show(side)} does not show {number} (shows "
+                             f"{sorted(k for k, v in shown.items() if isinstance(v, list))}"
+                             f"{sorted((shown.get('fit') or {}))})")
+        got = est[{"value": 0, "ci_low": 1, "ci_high": 2}[fld]]
+    else:
+        per = (shown.get("per_P") or {}).get(str(P)) or {}
+        if q in per and fld == "value":
+            got = per[q]
+        elif isinstance(shown.get(q), dict) and fld == "value":
+            got = shown[q].get(str(P))
+        else:
+            raise UsageError(f"{aud.show(side)} does not show {number}")
+    printed = [(f"{aud.show(side)} (numbers drawn)", got)]
+    problems = []
+    if fit_path is not None:
+        want, where = fit_value(_read_json(fit_path), q, fld, P, aud.show(fit_path))
+        source = fit_path
+    else:  # the curves figure marks the minimum of each mean curve: recompute it
+        from .aggregate import read_aggregate_file
+
+        curves = aud.resolve(next(x for x in panel["inputs"] if "curves" in Path(x).name))
+        df, _ = read_aggregate_file(curves)
+        m = df[(df["kind"] == "mean") & (df["P"] == P) & ~df["masked"].astype(bool)]
+        m = m[np.isfinite(m["test_error"]) & (m["test_error"] > 0)].sort_values("log_lambda")
+        if q not in ("lambda_opt", "eps_opt") or not len(m):
+            raise UsageError(f"{number}: this figure has no fit; only lambda_opt@P and eps_opt@P")
+        j = int(np.argmin(m["test_error"].to_numpy()))
+        want = float(np.exp(m["log_lambda"].iloc[j])) if q == "lambda_opt" else float(m["test_error"].iloc[j])
+        where, source = f"minimum of the mean curve of P={P}", curves
+    if not same_number(got, want, rtol=1e-12):
+        problems.append(f"value mismatch: {aud.show(side)} shows {number} = {got!r}, "
+                        f"{aud.show(source)} {where} = {want!r}")
+    ident = next(i for i, p in cands if p is panel)
+    return Number(f"{number} in panel {'/'.join(ident[k] for k in IDENTITY)}", printed, source, where,
+                  want), problems
+
+
+def fit_number(aud: Auditor, path: Path, number: str):
+    q, fld, P = parse_number(number)
+    want, where = fit_value(_read_json(path), q, fld, P, aud.show(path))
+    return Number(number, [(aud.show(path), want)], path, where, want), []
+
+
+def aggregate_number(aud: Auditor, path: Path, row: str | None, number: str):
+    """λ*, ε*, step* of one seed, recomputed from its trajectory."""
+    from .aggregate import reduce_trajectory
+    from .trajectory import read_trajectory
+
+    if number not in OPTIMA_NUMBERS or not row:
+        raise UsageError(f"an aggregate's numbers: --row P<P>/seed<s> --number one of {OPTIMA_NUMBERS}")
+    m = re.fullmatch(r"P?(\d+)/(?:seed)?(\d+)", row.strip("/"))
+    if not m:
+        raise UsageError(f"--row {row!r}: give P<P>/seed<s>, e.g. P600/seed0")
+    P, seed = int(m.group(1)), int(m.group(2))
+    optima_path = path.with_name("optima.parquet")
+    df, meta = io.read_parquet(optima_path)
+    hit = df[(df["P"] == P) & (df["seed"] == seed)]
+    if len(hit) != 1:
+        raise UsageError(f"{aud.show(optima_path)} has no P={P} seed={seed}")
+    got = hit.iloc[0][number]
+    got = None if pd.isna(got) else float(got)
+    traj = aud.resolve(hit.iloc[0]["path"])
+    problems = []
+    if not traj.exists():
+        return Number(f"{number} of P{P}/seed{seed}", [(aud.show(optima_path), got)], traj, "", None), \
+            [f"missing input: {aud.show(traj)} (row P{P}/seed{seed} of {aud.show(optima_path)})"]
+    tdf, tmeta = read_trajectory(traj)
+    sc = reduce_trajectory(tdf, tmeta, meta["group"]["measure"], str(traj))
+    want = {"lambda_star": sc.lambda_star, "eps_star": sc.eps_star,
+            "step_star": sc.step_star}[number] if sc.used else None
+    want = None if want is None else float(want)
+    if not same_number(got, want):
+        problems.append(f"value mismatch: {aud.show(optima_path)} P{P}/seed{seed} {number} = {got!r}, "
+                        f"recomputed from {aud.show(traj)}: {want!r}")
+    return Number(f"{number} of P{P}/seed{seed}", [(aud.show(optima_path), got)], traj,
+                  f"recomputed from the trajectory ({meta['group']['measure']})", want), problems
+
+
+def numbers_selection(aud: Auditor, path: Path, number: str) -> tuple[Number, set]:
+    tsv, tex = numbers_pair(path)
+    rows = read_numbers_tsv(tsv)
+    name = number.lstrip("\\")
+    hits = [r for r in rows if r["macro"] == name or r["key"] == name]
+    if len(hits) != 1:
+        close = [r["macro"] for r in rows if name.lower()[:6] in r["macro"].lower()][:8]
+        raise UsageError(f"--number {number!r}: {len(hits)} rows of {aud.show(tsv)} match "
+                         f"(macro or key); similar: {close}")
+    r = hits[0]
+    src = aud.resolve(r["source"])
+    want = json_pointer(_read_json(src), r["pointer"]) if src.exists() else None
+    printed = [(f"{aud.show(tsv)} value", r["value"]), (f"{aud.show(tsv)} text / \\{r['macro']}", r["text"])]
+    return Number(f"\\{r['macro']} ({r['key']})", printed, src, r["pointer"], want), {r["key"]}
+
+
+# ----------------------------------------------------------------------------------------------
+
+def run_audit(path, row=None, number=None, root=None,
+              recompute=False) -> tuple[Auditor, Node, Number | None]:
+    """Audit ``path`` (and one number in it); returns the auditor (failures), the tree, the number."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist")
+    aud = Auditor(root or infer_root(path), recompute=recompute)
+    kind = detect_kind(path)
+    num, problems, keys = None, [], None
+    if row is not None and number is None:
+        raise UsageError("--row chooses the row of a --number: give --number too "
+                         "(or audit the whole file without --row)")
+    if number is not None:
+        if kind == "table":
+            num, problems = table_number(aud, path, row, number)
+        elif kind == "figure":
+            num, problems = figure_number(aud, path, row, number)
+        elif kind == "fit":
+            num, problems = fit_number(aud, path, number)
+        elif kind == "aggregate":
+            num, problems = aggregate_number(aud, path, row, number)
+        elif kind == "numbers":
+            num, keys = numbers_selection(aud, path, number)
+        else:
+            raise UsageError(f"{path} is a {kind}: --number works on tables, figures, fits, "
+                             "aggregates and numbers files")
+    node = Node(kind, aud.show(path), aud.sha(path) if path.is_file() else None)
+    aud.nodes[path.resolve()] = node
+    # a number in a table or figure: follow only the file it came from
+    only = {num.source.resolve()} if num is not None and kind in ("table", "figure") else None
+    try:
+        if kind in ("table", "figure"):
+            getattr(aud, f"_{kind}")(path, node, only)
+        elif kind == "numbers":
+            aud._numbers(path, node, keys)
+        else:
+            getattr(aud, f"_{kind}")(path, node)
+    except UsageError:
+        raise
+    except Exception as e:
+        aud.fail(node, f"cannot read {node.path} as {kind}: {type(e).__name__}: {e}")
+    for p in problems:
+        aud.fail(node, p)
+    return aud, node, num
+
+
+def render(aud: Auditor, node: Node, num: Number | None) -> str:
+    out = []
+    if num is not None:
+        out.append(f"number   {num.label} = {num.value!r}")
+        for where, v in num.printed:
+            out.append(f"         printed in {where}: {v!r}")
+        out.append(f"         source     {aud.show(num.source)} {num.source_field}")
+        out.append("")
+
+    def walk(n: Node, prefix: str, last: bool, top: bool):
+        mark = "" if top else ("└─ " if last else "├─ ")
+        status = "FAILED" if n.problems else ("ok" if not n.repeat else "ok, see above")
+        sha = f" sha256 {short(n.sha256)}" if n.sha256 else ""
+        out.append(f"{prefix}{mark}{n.kind:<10} {n.path}{sha}  [{status}]")
+        sub = prefix + ("" if top else ("   " if last else "│  "))
+        for d in n.details:
+            if not n.repeat or d != "(audited above)":
+                out.append(f"{sub}   {d}")
+        for pr in n.problems:
+            out.append(f"{sub}   !! {pr}")
+        for i, c in enumerate(n.children):
+            walk(c, sub, i == len(n.children) - 1, False)
+
+    walk(node, "", True, True)
+    if aud.cells:
+        shared = _shared_config(list(aud.cells.values()))
+        out += ["", f"cell configs: {len(aud.cells)} cells; what they share (P and seed vary):",
+                "   " + json.dumps(shared, sort_keys=True)]
+    if aud.code:
+        out += ["", "code versions:"]
+        out += [f"   {k}: {', '.join(sorted(v))}" for k, v in sorted(aud.code.items())]
+    n_files = len(aud.nodes)
+    out += ["", f"{n_files} files audited, {len(aud.hashes)} sha256 computed"]
+    return "\n".join(out)
+
+
+def _shared_config(cfgs: list[dict]) -> dict:
+    """Keys (recursively) on which every cell config agrees."""
+    def common(ds):
+        first = ds[0]
+        res = {}
+        for k, v in first.items():
+            vals = [d.get(k, object()) for d in ds]
+            if all(isinstance(x, dict) for x in vals):
+                res[k] = common(vals)
+            elif all(x == v for x in vals):
+                res[k] = v
+        return res
+    return common(cfgs) if cfgs else {}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m workflow_scripts.audit",
+        description="Walk from an output (table, figure, fit, aggregate, trajectory, numbers file) or "
+                    "one number in it back to every trajectory and cell config that fed it, verifying "
+                    "every recorded sha256 and config hash. Exit 1 on any mismatch or missing file.",
+        epilog="example: python -m workflow_scripts.audit results/tables/main/table1.csv "
+               "--row cnn/mnist --number gamma_pred")
+    ap.add_argument("output", help="the file to audit (a table .csv/.md/.tex, a figure .png, fit.json, "
+                                   "an aggregate or trajectory .parquet, numbers.tsv/.tex)")
+    ap.add_argument("--row", help="table row / figure panel: experiment/arch/dataset/measure or a "
+                                  "contiguous part (cnn/mnist); aggregate: P<P>/seed<s>")
+    ap.add_argument("--number", help="gamma_pred, gamma1_ci_low, eps_opt@600, lambda_star, a macro name ...")
+    ap.add_argument("--root", help="directory the recorded relative paths are relative to "
+                                   "(default: the one holding the output's results/ folder)")
+    ap.add_argument("--recompute", action="store_true",
+                    help="also re-run each aggregation and fit on the way and compare")
+    ap.add_argument("--json", help="write the audit (tree, failures) as JSON to this file")
+    ap.add_argument("--quiet", action="store_true", help="print only the verdict and the failures")
+    args = ap.parse_args(argv)
+    try:
+        aud, node, num = run_audit(args.output, args.row, args.number, args.root, args.recompute)
+    except UsageError as e:
+        print(f"audit: error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(render(aud, node, num))
+    if args.json:
+        io.write_json({"output": str(args.output), "row": args.row, "number": args.number,
+                       "selected": None if num is None else {
+                           "label": num.label, "value": num.value, "source": aud.show(num.source),
+                           "field": num.source_field, "printed": num.printed},
+                       "ok": not aud.failures, "failures": aud.failures, "tree": node.as_dict(),
+                       "cells": aud.cells}, args.json)
+    if aud.failures:
+        print(f"AUDIT FAILED: {len(aud.failures)} problem(s)", file=sys.stderr)
+        for f in aud.failures:
+            print(f"  - {f}", file=sys.stderr)
+        return 1
+    print(f"AUDIT PASSED: {args.output}" + (f" ({num.label} = {num.value!r})" if num else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
