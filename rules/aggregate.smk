@@ -14,6 +14,7 @@ rule aggregate:
     log:
         "results/logs/aggregate/{experiment}/{arch}/{dataset}/{measure}.log",
     shell:
-        "{PY} -m workflow_scripts.aggregate --measure {wildcards.measure} "
+        "{PY} -m workflow_scripts.aggregate --experiment {wildcards.experiment} "
+        "--measure {wildcards.measure} "
         "--settings {params.settings:q} --out-curves {output.curves} "
         "--out-optima {output.optima} {input} > {log} 2>&1"

@@ -336,8 +336,11 @@ def validate_optima(df: pd.DataFrame, path="optima") -> None:
         raise ValueError(f"{path}: optima table lacks columns {missing} (schema {SCHEMA})")
 
 
-def run(inputs, measure: str, settings: dict, out_curves, out_optima) -> dict:
+def run(inputs, measure: str, settings: dict, out_curves, out_optima, experiment=None) -> dict:
     curves, group, files = load(inputs, measure)
+    if experiment is not None and experiment != group["experiment"]:
+        # an experiment that re-analyses another's trajectories (e.g. the norms ablation)
+        group["trained_by"], group["experiment"] = group["experiment"], experiment
     curves_df, optima_df, per_P = aggregate(curves, settings)
     meta = provenance.provenance(config=settings, inputs=files, schema=SCHEMA, group=group,
                                  per_P=per_P, stage="aggregate")
@@ -356,9 +359,11 @@ def main(argv=None) -> int:
                     help="the experiment's analysis section as JSON (or @file.json / @file.yaml)")
     ap.add_argument("--out-curves", required=True, help="curves Parquet to write")
     ap.add_argument("--out-optima", required=True, help="optima Parquet to write")
+    ap.add_argument("--experiment", help="the analysing experiment, when it reuses the "
+                                         "trajectories of another (default: theirs)")
     args = ap.parse_args(argv)
     summary = run(args.inputs, args.measure, parse_settings(args.settings), args.out_curves,
-                  args.out_optima)
+                  args.out_optima, args.experiment)
     for P, c in summary["per_P"].items():
         print(f"P={P}: {c['used']}/{c['files']} seeds used, {c['diverged']} diverged, "
               f"{c['excluded_other']} excluded otherwise, {c['dropped_nonmonotone_rows']} "

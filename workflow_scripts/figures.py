@@ -315,7 +315,7 @@ def _save(fig, out, panels, shown, kind):
         fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=(out.suffix.lstrip(".") or "png"))
     plt.close(fig)
     inputs = [p for panel in panels for p in panel.inputs]
-    io.write_json({"figure": str(out), "kind": kind,
+    io.write_json({"figure": str(out), "kind": kind, "sha256": provenance.sha256_file(out),
                    "panels": [{"group": p.group, "inputs": [str(x) for x in p.inputs], "shown": s}
                               for p, s in zip(panels, shown)],
                    "provenance": provenance.provenance(inputs=inputs, stage="figures")},

@@ -153,7 +153,9 @@ def write_table(fits, prefix) -> pd.DataFrame:
         tmp.write_text(to_markdown(df))
     with io.atomic_path(prefix + ".tex") as tmp:
         tmp.write_text(to_latex(df))
+    rendered = [prefix + ext for ext in (".csv", ".md", ".tex")]
     io.write_json({"rows": df.astype(object).where(df.notna(), None).to_dict("records"),
+                   "outputs": provenance.inputs_with_hashes(rendered),  # so a swapped file shows
                    "published": {f"{a}/{d}": v for (a, d), v in PUBLISHED.items()},
                    "provenance": provenance.provenance(inputs=fits, stage="table")},
                   prefix + ".json")
