@@ -19,6 +19,7 @@ include: "rules/aggregate.smk"
 include: "rules/fit.smk"
 include: "rules/figures.smk"
 include: "rules/ablations.smk"
+include: "rules/perceptron.smk"
 include: "rules/report.smk"
 
 
@@ -40,3 +41,4 @@ localrules:
 rule all:
     input:
         final_targets(),
+        PERCEPTRON_TARGETS,

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
@@ -76,11 +77,13 @@ def package_versions() -> dict:
 
 
 def device_description(device=None) -> str:
-    import torch
-
+    cpu = f"cpu:{platform.processor() or platform.machine()}"
+    torch = sys.modules.get("torch")  # numpy-only stages must not pay torch's import (seconds)
+    if torch is None:
+        return cpu
     if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
-    return f"cpu:{platform.processor() or platform.machine()}:{torch.get_num_threads()}threads"
+    return f"{cpu}:{torch.get_num_threads()}threads"
 
 
 def slurm_job_id() -> str | None:

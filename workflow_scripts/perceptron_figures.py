@@ -1,0 +1,351 @@
+"""Figures of the teacher–student perceptron (PNG + a sidecar ``<out>.json``).
+
+Why: the paper's perceptron figures, drawn only from files the pipeline made (trajectories, the
+fixed-norm and theory Parquet files of ``perceptron.py``, the aggregate and fit.json of the deep
+nets' code), with the numbers shown and the inputs' sha256 in the sidecar, so each picture can be
+audited back to its data.
+
+    trajectory   at one α: the free-norm GD trajectory ε(λ), coloured by GD step, over the
+                 fixed-norm curve (finite-N minimiser and replica theory), with the Hebb, Bayes and
+                 maximal-stability errors as lines.
+    scaling      (a) ε/ε₀ against λ for every α (ε₀: the error at step 1, the Hebb rule);
+                 (b) λ_opt against α with the fitted γ₂; (c) the collapse ε/ε_opt against
+                 λ/λ_opt with the fitted γ₁ in its window; (d) ε_opt against α with the measured
+                 and the predicted (γ₁γ₂) slopes and the Bayes-optimal curve.
+    square-loss  the counterexample: GD on the square loss against the logistic loss at one α,
+                 ε(λ) and λ against the step (λ saturates: no power-law branch).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+from . import io, provenance  # noqa: E402
+from .aggregate import read_aggregate_file  # noqa: E402
+from .perceptron import alpha_tag, expand_inputs  # noqa: E402
+from .trajectory import read_trajectory  # noqa: E402
+
+DPI = 150
+CMAP = "viridis"
+LINES = {"hebb": ("Hebb", "tab:orange", ":"), "bayes": ("Bayes-optimal", "tab:red", "--"),
+         "max_stability": ("max. stability", "tab:purple", "-.")}
+
+
+def _num(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def load_runs(items, alpha: float | None = None) -> tuple[list, list[str]]:
+    """[(df, meta)] of the trajectories in files/directories, optionally only those at ``alpha``."""
+    files = expand_inputs(items)
+    runs = []
+    for f in files:
+        df, meta = read_trajectory(f)
+        if alpha is None or alpha_tag(meta["config"]["alpha"]) == alpha_tag(alpha):
+            runs.append((df, meta))
+    if not runs:
+        raise ValueError(f"no trajectories{'' if alpha is None else f' at alpha={alpha}'} in {list(map(str, items))}")
+    return runs, [str(f) for f in files]
+
+
+def seed_mean(runs) -> pd.DataFrame:
+    """Mean over seeds of λ and ε at each logged step (seeds of one α share their logged steps)."""
+    cols = ["step", "lambda", "test_error"]
+    long = pd.concat([df[cols].assign(seed=m["config"]["seed"]) for df, m in runs])
+    g = long.groupby("step")
+    out = g[["lambda", "test_error"]].mean()
+    out["sem"] = g["test_error"].std(ddof=1) / np.sqrt(g["test_error"].count())
+    out["n_seeds"] = g["test_error"].count()
+    return out.reset_index()
+
+
+def reference_at(reference: pd.DataFrame, alpha: float) -> dict:
+    row = reference[np.isclose(reference["alpha"], alpha)]
+    if row.empty:
+        raise ValueError(f"the reference curves hold no row at alpha={alpha}")
+    return {k: float(row[k].iloc[0]) for k in ("hebb", "bayes", "gibbs", "max_stability")}
+
+
+def _hlines(ax, ref: dict, keys=("hebb", "bayes", "max_stability")):
+    for k in keys:
+        label, color, ls = LINES[k]
+        ax.axhline(ref[k], color=color, ls=ls, lw=1.2, label=f"{label} {ref[k]:.4f}")
+
+
+def _save(fig, out, inputs, shown, kind):
+    out = Path(out)
+    with io.atomic_path(out, out.suffix or ".png") as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=(out.suffix.lstrip(".") or "png"))
+    plt.close(fig)
+    io.write_json({"figure": str(out), "kind": kind, "shown": shown,
+                   "provenance": provenance.provenance(inputs=[str(p) for p in inputs],
+                                                       stage="perceptron_figures")},
+                  str(out) + ".json")
+
+
+# ----------------------------------------------------------------------------------------------
+def fig_trajectory(runs_in, fixed_norm, reference, replica, alpha: float, out) -> dict:
+    runs, files = load_runs(runs_in, alpha)
+    fn, _ = io.read_parquet(fixed_norm)
+    fn = fn[np.isclose(fn["alpha"], alpha) & fn["converged"]]
+    ref_df, _ = io.read_parquet(reference)
+    rep, _ = io.read_parquet(replica)
+    rep = rep[np.isclose(rep["alpha"], alpha) & rep["converged"]].sort_values("lambda")
+    ref = reference_at(ref_df, alpha)
+    mean = seed_mean(runs)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for df, _ in runs:
+        ax.plot(df["lambda"], df["test_error"], color="0.75", lw=0.7, zorder=1)
+    sc = ax.scatter(mean["lambda"], mean["test_error"], c=mean["step"], cmap=CMAP,
+                    norm=LogNorm(vmin=max(1, mean["step"].min()), vmax=mean["step"].max()),
+                    s=14, zorder=3, label=f"free-norm GD (mean of {len(runs)} seeds)")
+    fig.colorbar(sc, ax=ax, label="GD step")
+    fshown = []
+    if not fn.empty:
+        g = fn.groupby("lambda")["test_error"]
+        fm = g.mean()
+        fs = g.std(ddof=1) / np.sqrt(g.count())
+        ax.errorbar(fm.index, fm.values, yerr=fs.values, fmt="s", ms=3.5, color="k", mfc="white",
+                    lw=0.8, zorder=4, label=f"fixed norm, N={int(fn['N'].iloc[0])} "
+                                            f"({int(fn['seed'].nunique())} samples)")
+        fshown = [{"lambda": float(l), "mean": float(m), "sem": _num(s)}
+                  for l, m, s in zip(fm.index, fm.values, fs.values)]
+    if not rep.empty:
+        ax.plot(rep["lambda"], rep["test_error"], "k--", lw=1.2, zorder=2,
+                label="fixed norm, replica theory (N→∞)")
+    _hlines(ax, ref)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    lam_lo = min(mean["lambda"].min(), fn["lambda"].min() if not fn.empty else np.inf)
+    lam_hi = max(mean["lambda"].max(), fn["lambda"].max() if not fn.empty else 0)
+    ax.set_xlim(lam_lo / 1.3, lam_hi * 1.3)
+    ax.set_xlabel("λ = ‖w‖/√N")
+    ax.set_ylabel("test error ε = arccos(R)/π")
+    N = int(runs[0][1]["config"]["N"])
+    ax.set_title(f"teacher–student perceptron, α = {alpha:g}, N = {N}")
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
+    i = int(mean["test_error"].idxmin())
+    shown = {"alpha": alpha, "N": N, "n_seeds": len(runs),
+             "trajectory_mean": mean.to_dict(orient="list"),
+             "min_error": float(mean["test_error"].min()), "lambda_at_min": float(mean["lambda"][i]),
+             "step_at_min": int(mean["step"][i]), "reference": ref, "fixed_norm_mean": fshown,
+             "replica": {"lambda": rep["lambda"].tolist(), "test_error": rep["test_error"].tolist()}}
+    _save(fig, out, files + [fixed_norm, reference, replica], shown, "perceptron_trajectory")
+    return shown
+
+
+# ----------------------------------------------------------------------------------------------
+def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
+    cdf, _ = read_aggregate_file(curves)
+    fitj = io.read_json(fit)
+    ref_df, _ = io.read_parquet(reference)
+    rep, _ = io.read_parquet(replica)
+    rep = rep[rep["converged"]]
+    mean = cdf[(cdf["kind"] == "mean") & ~cdf["masked"].astype(bool)]
+    Ps = sorted(int(P) for P in mean["P"].unique())
+    if not Ps:
+        raise ValueError(f"{curves}: no unmasked mean curve")
+    alphas = {P: P / N for P in Ps}
+    colors = plt.get_cmap(CMAP)(np.linspace(0, 0.9, len(Ps)))
+    per_P = {int(r["P"]): r for r in fitj.get("per_P") or []}
+    ok = fitj.get("status") == "ok"
+    est = fitj.get("estimates") or {}
+
+    def est_txt(name):
+        e = est.get(name) or {}
+        if e.get("value") is None:
+            return "n/a"
+        ci = "" if e.get("ci_low") is None else f" [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
+        return f"{e['value']:.3f}{ci}"
+
+    fig, axs = plt.subplots(2, 2, figsize=(11, 8.4))
+    (a0, a1), (a2, a3) = axs
+    shown = {"N": N, "alphas": [alphas[P] for P in Ps], "fit_status": fitj.get("status"),
+             "fit_reason": fitj.get("reason"), "estimates": {k: est.get(k) for k in
+             ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "k1", "k2")}, "curves": {}}
+    # (a) ε/ε₀ against λ
+    for P, col in zip(Ps, colors):
+        m = mean[mean["P"] == P].sort_values("lambda")
+        e0 = float(m["test_error"].iloc[0])
+        a0.plot(m["lambda"], m["test_error"] / e0, color=col, lw=1.4, label=f"α = {alphas[P]:g}")
+        r = rep[np.isclose(rep["alpha"], alphas[P])].sort_values("lambda")
+        hebb = ref_df[np.isclose(ref_df["alpha"], alphas[P])]["hebb"]
+        if not r.empty and not hebb.empty:
+            a0.plot(r["lambda"], r["test_error"] / float(hebb.iloc[0]), color=col, lw=0.9, ls="--")
+        shown["curves"][str(P)] = {"alpha": alphas[P], "eps0": e0, "lambda": m["lambda"].tolist(),
+                                   "test_error": m["test_error"].tolist()}
+    a0.set_xscale("log")
+    a0.set_yscale("log")
+    a0.set_xlabel("λ = ‖w‖/√N")
+    a0.set_ylabel("ε/ε₀ (ε₀: error at step 1, Hebb)")
+    a0.set_title("(a) learning curves against λ (dashed: replica, ε/ε_Hebb)")
+    a0.legend(fontsize=7, frameon=False, ncol=2)
+    # (b) λ_opt against α
+    al = np.array([alphas[P] for P in Ps if P in per_P and per_P[P].get("lambda_opt")])
+    lo = np.array([per_P[P]["lambda_opt"] for P in Ps if P in per_P and per_P[P].get("lambda_opt")])
+    if len(al):
+        ci = [per_P[P].get("lambda_opt_ci") for P in Ps if P in per_P and per_P[P].get("lambda_opt")]
+        yerr = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(lo, ci)]).T
+        a1.errorbar(al, lo, yerr=yerr, fmt="o", color="k", ms=4, label="GD: λ_opt (mean curve)")
+    theory_opt = []
+    for a, sub in rep.groupby("alpha"):
+        i = int(np.argmin(sub["test_error"].to_numpy()))
+        if 0 < i < len(sub) - 1:
+            theory_opt.append((float(a), float(sub["lambda"].iloc[i]), float(sub["test_error"].iloc[i])))
+    if theory_opt:
+        t = np.array(theory_opt)
+        a1.plot(t[:, 0], t[:, 1], "x", color="tab:blue", label="replica λ_opt (fixed norm)")
+    line = (fitj.get("lines") or {}).get("lambda_opt") if ok else None
+    if line and len(al):
+        xs = np.geomspace(al.min(), al.max(), 50)
+        a1.plot(xs, np.exp(line["intercept"] + line["slope"] * np.log(xs * N)), "k-", lw=1,
+                label=f"fit γ₂ = {est_txt('gamma2')}")
+    a1.set_xscale("log")
+    a1.set_yscale("log")
+    a1.set_xlabel("α = P/N")
+    a1.set_ylabel("λ_opt")
+    a1.set_title("(b) complexity at the optimum")
+    a1.legend(fontsize=7, frameon=False)
+    shown["lambda_opt"] = {"alpha": al.tolist(), "lambda_opt": lo.tolist(),
+                           "replica": [{"alpha": a, "lambda_opt": l, "eps_opt": e} for a, l, e in theory_opt]}
+    # (c) collapse
+    window = (fitj.get("settings") or {}).get("window")
+    for P, col in zip(Ps, colors):
+        if P not in per_P or not per_P[P].get("lambda_opt"):
+            continue
+        m = mean[mean["P"] == P].sort_values("lambda")
+        a2.plot(m["lambda"] / per_P[P]["lambda_opt"], m["test_error"] / per_P[P]["eps_opt"],
+                color=col, lw=1.4, label=f"α = {alphas[P]:g}")
+    coll = (fitj.get("lines") or {}).get("collapse") if ok else None
+    if coll:
+        xs = np.exp(np.linspace(*coll["x_range"], 30))
+        a2.plot(xs, np.exp(coll["intercept"] + coll["slope"] * np.log(xs)), "k-", lw=2,
+                label=f"fit γ₁ = {est_txt('gamma1')}")
+    if window:
+        a2.axvspan(window["x_left"], window["x_right"], color="0.9", zorder=0)
+    a2.set_xscale("log")
+    a2.set_yscale("log")
+    a2.set_xlabel("λ/λ_opt")
+    a2.set_ylabel("ε/ε_opt")
+    a2.set_title("(c) collapse (grey: the fit window)")
+    a2.legend(fontsize=7, frameon=False, ncol=2)
+    # (d) ε_opt against α
+    eo = np.array([per_P[P]["eps_opt"] for P in Ps if P in per_P and per_P[P].get("eps_opt")])
+    ae = np.array([alphas[P] for P in Ps if P in per_P and per_P[P].get("eps_opt")])
+    if len(ae):
+        ci = [per_P[P].get("eps_opt_ci") for P in Ps if P in per_P and per_P[P].get("eps_opt")]
+        yerr = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(eo, ci)]).T
+        a3.errorbar(ae, eo, yerr=yerr, fmt="o", color="k", ms=4, label="GD: ε_opt (mean curve)")
+        rr = ref_df[(ref_df["alpha"] >= ae.min() / 1.2) & (ref_df["alpha"] <= ae.max() * 1.2)]
+        a3.plot(rr["alpha"], rr["bayes"], color="tab:red", ls="--", label="Bayes-optimal")
+        a3.plot(rr["alpha"], rr["bayes_asymptote"], color="tab:red", ls=":", lw=0.8,
+                label="0.442/α")
+        lines = fitj.get("lines") or {}
+        xs = np.geomspace(ae.min(), ae.max(), 50)
+        if ok and lines.get("eps_opt"):
+            l = lines["eps_opt"]
+            a3.plot(xs, np.exp(l["intercept"] + l["slope"] * np.log(xs * N)), "k-", lw=1,
+                    label=f"fit γ_meas = {est_txt('gamma_meas')}")
+        if ok and lines.get("predicted") and lines["predicted"].get("intercept") is not None:
+            l = lines["predicted"]
+            a3.plot(xs, np.exp(l["intercept"] + l["slope"] * np.log(xs * N)), color="tab:blue",
+                    lw=1, ls="-.", label=f"predicted γ₁γ₂ = {est_txt('gamma_pred')}")
+    a3.set_xscale("log")
+    a3.set_yscale("log")
+    a3.set_xlabel("α = P/N")
+    a3.set_ylabel("ε_opt")
+    a3.set_title("(d) optimal error")
+    a3.legend(fontsize=7, frameon=False)
+    shown["eps_opt"] = {"alpha": ae.tolist(), "eps_opt": eo.tolist()}
+    if not ok:
+        fig.suptitle(f"fit {fitj.get('status')}: {fitj.get('reason')}", fontsize=8, color="tab:red")
+    fig.tight_layout()
+    _save(fig, out, [curves, optima, fit, reference, replica], shown, "perceptron_scaling")
+    return shown
+
+
+# ----------------------------------------------------------------------------------------------
+def fig_square_loss(square_in, logistic_in, reference, alpha: float, out) -> dict:
+    sq, sq_files = load_runs(square_in, alpha)
+    lg, lg_files = load_runs(logistic_in, alpha)
+    ref = reference_at(io.read_parquet(reference)[0], alpha)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.4))
+    shown = {"alpha": alpha, "reference": ref}
+    for name, runs, color in (("logistic", lg, "tab:blue"), ("square", sq, "tab:green")):
+        m = seed_mean(runs)
+        for df, _ in runs:
+            ax.plot(df["lambda"], df["test_error"], color=color, lw=0.5, alpha=0.3)
+            bx.plot(df["step"], df["lambda"], color=color, lw=0.5, alpha=0.3)
+        ax.plot(m["lambda"], m["test_error"], color=color, lw=1.8, label=f"{name} loss")
+        bx.plot(m["step"], m["lambda"], color=color, lw=1.8, label=f"{name} loss")
+        shown[name] = {"n_seeds": len(runs), "min_error": float(m["test_error"].min()),
+                       "final_error": float(m["test_error"].iloc[-1]),
+                       "final_lambda": float(m["lambda"].iloc[-1]),
+                       "steps": m["step"].tolist(), "lambda": m["lambda"].tolist(),
+                       "test_error": m["test_error"].tolist()}
+    _hlines(ax, ref, ("hebb", "bayes"))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("λ = ‖w‖/√N")
+    ax.set_ylabel("test error ε")
+    ax.set_title(f"(a) ε against λ, α = {alpha:g}")
+    ax.legend(fontsize=7, frameon=False)
+    bx.set_xscale("log")
+    bx.set_xlabel("GD step")
+    bx.set_ylabel("λ = ‖w‖/√N")
+    bx.set_title("(b) λ along training: ~log t (logistic) vs saturation (square)")
+    bx.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    _save(fig, out, sq_files + lg_files + [reference], shown, "perceptron_square_loss")
+    return shown
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m workflow_scripts.perceptron_figures",
+                                 description="Perceptron figures (PNG + <out>.json sidecar).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("trajectory", help="free-norm trajectory over the fixed-norm curve at one α")
+    t.add_argument("--runs", nargs="+", required=True, help="trajectory files or directories")
+    t.add_argument("--fixed-norm", required=True)
+    t.add_argument("--reference", required=True)
+    t.add_argument("--replica", required=True)
+    t.add_argument("--alpha", type=float, required=True)
+    t.add_argument("--out", required=True)
+    s = sub.add_parser("scaling", help="ε/ε₀ vs λ, λ_opt vs α, collapse, ε_opt vs α")
+    s.add_argument("--curves", required=True)
+    s.add_argument("--optima", required=True)
+    s.add_argument("--fit", required=True)
+    s.add_argument("--reference", required=True)
+    s.add_argument("--replica", required=True)
+    s.add_argument("--N", type=int, required=True, help="input dimension (α = P/N)")
+    s.add_argument("--out", required=True)
+    q = sub.add_parser("square-loss", help="the square-loss counterexample at one α")
+    q.add_argument("--square", nargs="+", required=True, help="square-loss trajectories or dirs")
+    q.add_argument("--logistic", nargs="+", required=True, help="logistic trajectories or dirs")
+    q.add_argument("--reference", required=True)
+    q.add_argument("--alpha", type=float, required=True)
+    q.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    if args.cmd == "trajectory":
+        fig_trajectory(args.runs, args.fixed_norm, args.reference, args.replica, args.alpha, args.out)
+    elif args.cmd == "scaling":
+        fig_scaling(args.curves, args.optima, args.fit, args.reference, args.replica, args.N, args.out)
+    else:
+        fig_square_loss(args.square, args.logistic, args.reference, args.alpha, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
