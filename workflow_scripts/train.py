@@ -15,6 +15,25 @@ runs a cell twice (identical data columns) and kills a run mid-way and resumes i
 - A NaN/inf training loss stops the cell: its trajectory is kept up to that point and flagged
   ``status="diverged"`` with ``diverged_step``.
 
+Engines (execution choices, not part of a cell's config or its hash; recorded in the trajectory
+metadata as ``meta["engine"]``):
+- ``sequential``: the seeds of a job one after the other, sharing the device-resident data. Exactly
+  deterministic: a cell's trajectory is bit-identical whatever else is in its job.
+- ``vmap``: the seeds of a job stacked into one vectorised model (``torch.func.functional_call`` under
+  ``vmap`` over stacked parameters, each seed with its own subset and batch order; Adam/AdamW/SGD are
+  elementwise, so one optimiser over the stacked tensors is a per-seed optimiser). Same
+  initialisation, data, batch order and optimiser as ``sequential``; the trajectories agree up to
+  float reassociation (batched kernels), so a cell's numbers may differ in the last bits with the
+  job's other seeds. Only for models without BatchNorm or dropout (CNN without dropout, ViT); other
+  models fall back to ``sequential``. Checkpoints hold the whole stack; resumption is exact. A
+  trajectory's ``wall_time`` is then the training time of the whole stack.
+- ``auto`` (default): ``vmap`` on CUDA where the model allows, else ``sequential`` (so CPU runs
+  keep the exact determinism above).
+Precision ``bf16`` (autocast) changes the numbers beyond float noise: it is opt-in, fp32 is the
+default, and a trajectory says which it used. ``--channels-last`` (sequential engine; default: on
+for the conv nets on CUDA, off on CPU where it measured no faster per job) and ``--compile`` (also
+compiles the vmapped forward) change only float rounding; both stay deterministic run to run.
+
     python -m workflow_scripts.train --cells "$(python -m workflow_scripts.config cells \
         config/quick.yaml --experiment main --arch cnn --dataset digits --P 100 --seeds 0 1)" \
         --data results/datasets/digits.npz --out /tmp/batch --checkpoint-dir /tmp/ckpt
@@ -22,11 +41,15 @@ runs a cell twice (identical data columns) and kills a run mid-way and resumes i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import hashlib
 import json
 import math
-import os
 import sys
 import time
+import types
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +59,14 @@ import torch.nn.functional as F
 
 from .config import cell_id
 from .datasets import load_canonical
-from .io import atomic_path
+from .io import atomic_path, remove_stale_temporaries
 from .measures import MEASURES, ComplexityTracker
 from .models import build_model
 from .provenance import config_hash, provenance
 from .trajectory import write_trajectory
+
+ENGINES = ("auto", "sequential", "vmap")
+PRECISIONS = ("fp32", "bf16")
 
 # Stream ids of numpy SeedSequence([seed, stream, ...]): never reuse one for another purpose.
 STREAM_DATA, STREAM_INIT, STREAM_ORDER = 0, 1, 2
@@ -73,8 +99,11 @@ def eval_steps(total_steps: int, n_points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], np.rint(logs).astype(np.int64), [total_steps]]))
 
 
-def make_optimizer(model, training: dict):
-    params, lr, wd = model.parameters(), training["lr"], training["weight_decay"]
+def make_optimizer(model_or_params, training: dict):
+    """The cell's optimiser over a model's parameters (or an iterable of tensors)."""
+    params = (model_or_params.parameters() if isinstance(model_or_params, torch.nn.Module)
+              else list(model_or_params))
+    lr, wd = training["lr"], training["weight_decay"]
     if training["optimizer"] == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if training["optimizer"] == "adamw":
@@ -92,14 +121,56 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass
+class EngineOptions:
+    """How a job runs (not what it computes): see the module docstring."""
+    engine: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool | None = None  # None: conv nets (CNN, ResNet) on CUDA, sequential engine
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {ENGINES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+
+    def autocast(self, device: torch.device):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+    def meta(self, name: str, seeds, channels_last: bool) -> dict:
+        return {**asdict(self), "engine": name, "requested": self.engine,
+                "channels_last": bool(channels_last), "seeds_together": [int(s) for s in seeds]}
+
+    def use_channels_last(self, arch: str, device: torch.device) -> bool:
+        if self.channels_last is None:
+            return arch in ("cnn", "resnet") and device.type == "cuda"
+        return self.channels_last
+
+
+def vmappable(model: torch.nn.Module) -> bool:
+    """Whether the seeds of this model can be stacked: no BatchNorm (running statistics are
+    in-place buffer updates) and no active dropout (its random stream would differ)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._NormBase):
+            return False
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
+            return False
+    return True
+
+
 @torch.inference_mode()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, autocast=None) -> tuple[float, float]:
     """(error, mean cross-entropy) of ``model`` on (x, y), in eval mode."""
     was_training = model.training
     model.eval()
     loss_sum, wrong = 0.0, 0
     for i in range(0, len(y), EVAL_BATCH):
-        logits = model(x[i:i + EVAL_BATCH]).float()
+        with autocast() if autocast else contextlib.nullcontext():
+            logits = model(x[i:i + EVAL_BATCH])
+        logits = logits.float()
         target = y[i:i + EVAL_BATCH]
         loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
         wrong += (logits.argmax(1) != target).sum().item()
@@ -135,6 +206,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _load_checkpoint(path: Path, chash: str, log):
+    remove_stale_temporaries(path)  # a SIGKILL during a checkpoint write leaves its temporary
     if not path.exists():
         return None
     try:
@@ -148,8 +220,21 @@ def _load_checkpoint(path: Path, chash: str, log):
     return state
 
 
-def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, log=print) -> dict:
+def _finished_earlier(cell: dict, out_path, checkpoint_dir, log):
+    """The metadata of a cell whose done-checkpoint exists (its trajectory rewritten), else None."""
+    ckpt_path = checkpoint_path(checkpoint_dir, cell)
+    state = _load_checkpoint(ckpt_path, config_hash(cell), log)
+    if state is not None and state["done"]:
+        log(f"{cell_id(cell)}: finished earlier, rewriting its trajectory from {ckpt_path}")
+        write_trajectory(pd.DataFrame(state["rows"]), state["meta"], out_path)
+        return state["meta"]
+    return None
+
+
+def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, log=print,
+               opts: EngineOptions | None = None) -> dict:
     """Train one cell, write its trajectory to ``out_path``; return the trajectory metadata."""
+    opts = opts or EngineOptions()
     training, cid, chash = cell["training"], cell_id(cell), config_hash(cell)
     ckpt_path = checkpoint_path(checkpoint_dir, cell)
     state = _load_checkpoint(ckpt_path, chash, log)
@@ -167,8 +252,16 @@ def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, l
 
     torch.manual_seed(stream_seed(cell["seed"], STREAM_INIT))
     model = build_model(cell["arch"], cell["dataset"], training["init_scale"]).to(device)
+    channels_last = opts.use_channels_last(cell["arch"], device)
+    if channels_last:  # a memory layout: same maths, other rounding; faster convs (CPU and GPU)
+        model = model.to(memory_format=torch.channels_last)
+        x_sub, x_val = (t.contiguous(memory_format=torch.channels_last) for t in (x_sub, x_val))
     optimizer = make_optimizer(model, training)
     tracker = ComplexityTracker(model)
+    forward = torch.compile(model) if opts.compile else model
+
+    def autocast():
+        return opts.autocast(device)
 
     P, batch = cell["P"], training["batch_size"]
     steps_per_epoch = math.ceil(P / batch)
@@ -185,10 +278,13 @@ def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, l
         rows, step, wall = state["rows"], state["step"], state["wall_time"]
         log(f"{cid}: resuming at step {step}/{total} from {ckpt_path}")
 
+    x_test = (data.x_test.contiguous(memory_format=torch.channels_last) if channels_last
+              else data.x_test)
+
     def record(at_step):
-        train_err, train_loss = evaluate(model, x_sub, y_sub)
-        val_err, val_loss = evaluate(model, x_val, y_val)
-        test_err, test_loss = evaluate(model, data.x_test, data.y_test)
+        train_err, train_loss = evaluate(forward, x_sub, y_sub, autocast)
+        val_err, val_loss = evaluate(forward, x_val, y_val, autocast)
+        test_err, test_loss = evaluate(forward, x_test, data.y_test, autocast)
         measures = tracker.compute()
         rows.append({"step": int(at_step), "epoch": at_step / steps_per_epoch, "wall_time": wall,
                      "train_error": train_err, "train_loss": train_loss, "val_error": val_err,
@@ -224,7 +320,9 @@ def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, l
                 perm_epoch = epoch
             idx = perm[pos * batch:(pos + 1) * batch]
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x_sub[idx]), y_sub[idx])
+            with autocast():
+                logits = forward(x_sub[idx])
+            loss = F.cross_entropy(logits.float(), y_sub[idx])
             loss.backward()
             optimizer.step()
             # no host sync per step: remember the first non-finite step on the device
@@ -248,15 +346,281 @@ def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, l
                 diverged_step=diverged_step, dataset_sha256=data.sha256,
                 n_params=sum(p.numel() for p in model.parameters()),
                 steps_per_epoch=steps_per_epoch, total_steps=total,
-                planned_eval_steps=[int(s) for s in evals])
+                planned_eval_steps=[int(s) for s in evals],
+                engine=opts.meta("sequential", [cell["seed"]], channels_last))
     write_trajectory(pd.DataFrame(rows), meta, out_path)
     save_checkpoint(done=True, meta=meta)  # small: lets a rerun of this batch skip the cell
     return meta
 
 
+# ------------------------------------------------------------------------- vectorised engine
+def _same_but_seed(cells: list[dict]) -> bool:
+    strip = [{k: v for k, v in c.items() if k != "seed"} for c in cells]
+    return all(json.dumps(c, sort_keys=True) == json.dumps(strip[0], sort_keys=True) for c in strip)
+
+
+def group_checkpoint_path(checkpoint_dir, cells: list[dict]) -> Path:
+    """One checkpoint for a stack of seeds, named by the set of cells it holds."""
+    c0 = cells[0]
+    key = hashlib.sha256(",".join(sorted(config_hash(c) for c in cells)).encode()).hexdigest()[:16]
+    return (Path(checkpoint_dir) / c0["experiment"] / c0["arch"] / c0["dataset"] / f"P{c0['P']}"
+            / f"stack-{key}.pt")
+
+
+def _explicit_attention(self, x):
+    """models.Attention.forward with the attention written out: vmap has no batching rule for
+    the fused scaled_dot_product_attention kernels (it would loop over the seeds)."""
+    b, n, d = x.shape
+    q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+    att = torch.softmax((q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5), dim=-1)
+    return self.proj((att @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class StackedModels:
+    """S models of one architecture as one vectorised model over stacked parameters.
+
+    ``params`` maps each parameter name to an (S, ...) leaf tensor; ``models[s]`` are ordinary
+    modules (the per-seed initialisations) whose parameters become views of slice s of the stack
+    (no copy, always current), so that the complexity trackers read each seed's weights through the
+    same code as the sequential engine.
+    """
+
+    def __init__(self, models: list[torch.nn.Module], compile_forward: bool = False):
+        from torch.func import functional_call
+        self.models = models
+        names = [n for n, _ in models[0].named_parameters()]
+        self.params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
+                       .requires_grad_(True) for n in names}
+        self.base = copy.deepcopy(models[0]).to("meta")  # structure only, for functional_call
+        with torch.no_grad():
+            for s, m in enumerate(models):
+                for n, p in m.named_parameters():
+                    p.data = self.params[n].detach()[s]
+        from .models import Attention
+        for m in self.base.modules():
+            if isinstance(m, Attention):
+                m.forward = types.MethodType(_explicit_attention, m)
+
+        def one(p, x):
+            return functional_call(self.base, p, (x,))
+
+        self.per_seed_inputs = torch.vmap(one, in_dims=(0, 0))  # x: (S, B, ...)
+        self.shared_inputs = torch.vmap(one, in_dims=(0, None))  # x: (B, ...)
+        if compile_forward:
+            self.per_seed_inputs = torch.compile(self.per_seed_inputs)
+            self.shared_inputs = torch.compile(self.shared_inputs)
+
+    def __len__(self):
+        return len(self.models)
+
+    def train(self, mode: bool = True):
+        self.base.train(mode)
+
+    @torch.inference_mode()
+    def evaluate(self, x, y, autocast) -> tuple[np.ndarray, np.ndarray]:
+        """Per-seed (errors, mean losses): x, y either shared (B, ...) or per seed (S, B, ...)."""
+        per_seed = y.ndim == 2
+        n, S = y.shape[-1], len(self)
+        self.base.eval()
+        loss_sum = torch.zeros(S, dtype=torch.float64, device=y.device)
+        wrong = torch.zeros(S, dtype=torch.long, device=y.device)
+        # EVAL_BATCH examples per call in all (not per seed): the stack's evaluation needs no
+        # more activation memory than one sequential run's
+        chunk = max(EVAL_BATCH // S, 128)
+        for i in range(0, n, chunk):
+            xb = x[:, i:i + chunk] if per_seed else x[i:i + chunk]
+            yb = y[:, i:i + chunk] if per_seed else y[i:i + chunk].expand(S, -1)
+            with autocast():
+                logits = (self.per_seed_inputs if per_seed else self.shared_inputs)(self.params, xb)
+            logits = logits.float()
+            ce = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+            loss_sum += ce.view(S, -1).double().sum(1)
+            wrong += (logits.argmax(-1) != yb).sum(1)
+        self.base.train()
+        return (wrong.cpu().numpy() / n), (loss_sum.cpu().numpy() / n)
+
+
+def train_cells_vmap(cells: list[dict], data: DeviceData, out_dir, checkpoint_dir, device,
+                     log=print, opts: EngineOptions | None = None) -> list[dict]:
+    """Train the seeds of one (arch, dataset, P, training) together as one vectorised model.
+
+    Same initialisation, subsets, batch orders, evaluation points, measures, divergence rule and
+    checkpoint contract as ``train_cell``; see the module docstring for what differs.
+    """
+    opts = opts or EngineOptions()
+    if not _same_but_seed(cells):
+        raise ValueError("the vmap engine stacks cells that differ only in their seed")
+    if opts.channels_last:
+        log("--channels-last is ignored by the vmap engine (stacked inputs are 5-D)")
+    out_dir = Path(out_dir)
+    metas: dict[int, dict] = {}
+    todo = []
+    for c in cells:
+        m = _finished_earlier(c, out_dir / f"seed{c['seed']}.parquet", checkpoint_dir, log)
+        if m is None:
+            todo.append(c)
+        else:
+            metas[c["seed"]] = m
+    if not todo:
+        return [metas[c["seed"]] for c in cells]
+    cells_in, c0 = cells, todo[0]
+    cells = todo
+    training, S = c0["training"], len(cells)
+    seeds = [c["seed"] for c in cells]
+    cids = [cell_id(c) for c in cells]
+    tag = f"{cids[0].rsplit('/', 1)[0]}/seeds{{{','.join(map(str, seeds))}}}"
+    ckpt_path = group_checkpoint_path(checkpoint_dir, cells)
+    chash = ",".join(config_hash(c) for c in cells)
+    state = _load_checkpoint(ckpt_path, chash, log)
+
+    P, batch = c0["P"], training["batch_size"]
+    subsets, val = [], None
+    for c in cells:
+        sub, val = split_indices(len(data.y_train), c["data"]["val_size"],
+                                 c["data"]["split_seed"], P, c["seed"])
+        subsets.append(sub)
+    subset_t = torch.from_numpy(np.stack(subsets)).to(device)  # (S, P)
+    x_sub, y_sub = data.x_train[subset_t], data.y_train[subset_t]  # (S, P, ...), (S, P)
+    val_t = torch.from_numpy(val).to(device)
+    x_val, y_val = data.x_train[val_t], data.y_train[val_t]
+
+    models = []
+    for c in cells:  # the per-seed initialisation of the sequential engine
+        torch.manual_seed(stream_seed(c["seed"], STREAM_INIT))
+        models.append(build_model(c["arch"], c["dataset"], training["init_scale"]).to(device))
+    if not vmappable(models[0]):
+        raise ValueError(f"{c0['arch']} on {c0['dataset']} has BatchNorm or dropout: "
+                         "train it with the sequential engine")
+    stack = StackedModels(models, compile_forward=opts.compile)
+    optimizer = make_optimizer(stack.params.values(), training)
+    trackers = [ComplexityTracker(m) for m in models]
+
+    steps_per_epoch = math.ceil(P / batch)
+    total = training["epochs"] * steps_per_epoch
+    evals = eval_steps(total, training["eval_points"])
+    rows = [[] for _ in cells]
+    step, wall = 0, 0.0
+    diverged: list[int | None] = [None] * S
+    if state is not None:
+        with torch.no_grad():
+            for n, p in stack.params.items():
+                p.copy_(state["params"][n].to(device))
+        optimizer.load_state_dict(state["optimizer"])
+        for t, st in zip(trackers, state["trackers"]):
+            t.load_state_dict(st)
+        rows, step, wall, diverged = state["rows"], state["step"], state["wall_time"], \
+            state["diverged"]
+        log(f"{tag}: resuming at step {step}/{total} from {ckpt_path}")
+
+    def autocast():
+        return opts.autocast(device)
+
+    def record(at_step):
+        active = [s for s in range(S) if diverged[s] is None]
+        tr = stack.evaluate(x_sub, y_sub, autocast)
+        va = stack.evaluate(x_val, y_val, autocast)
+        te = stack.evaluate(data.x_test, data.y_test, autocast)
+        for s in active:
+            measures = trackers[s].compute()
+            rows[s].append({"step": int(at_step), "epoch": at_step / steps_per_epoch,
+                            "wall_time": wall, "train_error": float(tr[0][s]),
+                            "train_loss": float(tr[1][s]), "val_error": float(va[0][s]),
+                            "val_loss": float(va[1][s]), "test_error": float(te[0][s]),
+                            "test_loss": float(te[1][s]),
+                            "lambda": measures[training["measure"]], **measures})
+            log(f"{cids[s]}: step {at_step}/{total} epoch {at_step / steps_per_epoch:.1f} "
+                f"train_err {tr[0][s]:.4f} test_err {te[0][s]:.4f} λ {rows[s][-1]['lambda']:.4g}")
+
+    def save_checkpoint():
+        _save_checkpoint(ckpt_path, {
+            "config_hash": chash, "done": False, "rows": rows, "step": step, "wall_time": wall,
+            "diverged": diverged, "optimizer": optimizer.state_dict(),
+            "params": {n: p.detach().cpu() for n, p in stack.params.items()},
+            "trackers": [t.state_dict() for t in trackers]})
+
+    if step == 0 and not any(rows):
+        record(0)
+    pending = [int(s) for s in evals if s > step]
+    last_ckpt = time.monotonic()
+    stack.train()
+    seed_rows = torch.arange(S, device=device).unsqueeze(1)
+    perm, perm_epoch = None, -1
+    first_bad = torch.full((S,), -1, dtype=torch.long, device=device)
+    for target in pending:
+        t0 = time.perf_counter()
+        while step < target:
+            epoch, pos = divmod(step, steps_per_epoch)
+            if epoch != perm_epoch:  # each seed's own order, as in train_cell
+                perm = torch.from_numpy(np.stack([np.random.default_rng(
+                    stream_seed(sd, STREAM_ORDER, epoch)).permutation(P) for sd in seeds])
+                ).to(device)
+                perm_epoch = epoch
+            idx = perm[:, pos * batch:(pos + 1) * batch]  # (S, b)
+            optimizer.zero_grad(set_to_none=True)
+            xb, yb = x_sub[seed_rows, idx], y_sub[seed_rows, idx]
+            with autocast():
+                logits = stack.per_seed_inputs(stack.params, xb)
+            losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(),
+                                     reduction="none").view(S, -1).mean(1)
+            # the sum's gradient w.r.t. seed s's parameters is seed s's own gradient
+            losses.sum().backward()
+            optimizer.step()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses.detach()),
+                                    torch.full_like(first_bad, step + 1), first_bad)
+            step += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall += time.perf_counter() - t0
+        for s, bad in enumerate(first_bad.tolist()):
+            if bad >= 0 and diverged[s] is None:
+                diverged[s] = int(bad)
+                log(f"{cids[s]}: non-finite training loss at step {bad}; stopping (diverged)")
+        if all(d is not None for d in diverged):
+            break
+        record(step)
+        if time.monotonic() - last_ckpt >= 60 * training["checkpoint_minutes"] and step < total:
+            save_checkpoint()
+            last_ckpt = time.monotonic()
+
+    n_params = sum(p.numel() for p in models[0].parameters())
+    for s, c in enumerate(cells):
+        meta = provenance(config=c, device=device)
+        meta.update(cell_id=cids[s], status="diverged" if diverged[s] is not None else "completed",
+                    diverged_step=diverged[s], dataset_sha256=data.sha256, n_params=n_params,
+                    steps_per_epoch=steps_per_epoch, total_steps=total,
+                    planned_eval_steps=[int(e) for e in evals],
+                    engine=opts.meta("vmap", seeds, channels_last=False))
+        write_trajectory(pd.DataFrame(rows[s]), meta, out_dir / f"seed{c['seed']}.parquet")
+        # the per-cell done-checkpoint of train_cell: a rerun with either engine skips the cell
+        _save_checkpoint(checkpoint_path(checkpoint_dir, c), {
+            "config_hash": config_hash(c), "done": True, "rows": rows[s], "step": step,
+            "wall_time": wall, "meta": meta})
+        metas[c["seed"]] = meta
+    ckpt_path.unlink(missing_ok=True)  # the stack's state is no longer needed
+    return [metas[c["seed"]] for c in cells_in]
+
+
+def choose_engine(cells: list[dict], device: torch.device, requested: str) -> str:
+    """'vmap' or 'sequential' for these cells (see the module docstring)."""
+    if requested not in ENGINES:
+        raise ValueError(f"unknown engine {requested!r}; expected one of {ENGINES}")
+    if requested == "sequential" or len(cells) < 2 and requested == "auto":
+        return "sequential"
+    c0 = cells[0]
+    probe = build_model(c0["arch"], c0["dataset"])  # structure only; its init is discarded
+    ok = vmappable(probe) and _same_but_seed(cells)
+    if requested == "vmap":
+        if not ok:
+            raise ValueError(f"engine 'vmap' needs cells that differ only in their seed and a model "
+                             f"without BatchNorm/dropout; {c0['arch']} on {c0['dataset']} is not")
+        return "vmap"
+    return "vmap" if ok and device.type == "cuda" else "sequential"
+
+
 def train_batch(cells: list[dict], data_path, out_dir, checkpoint_dir, device="auto",
-                log=print) -> list[dict]:
+                log=print, opts: EngineOptions | None = None) -> list[dict]:
     """Train cells (seeds of one arch/dataset/P) in this process; one Parquet per cell in out_dir."""
+    opts = opts or EngineOptions()
     if not cells:
         raise ValueError("no cells to train")
     datasets = {c["dataset"] for c in cells}
@@ -264,15 +628,26 @@ def train_batch(cells: list[dict], data_path, out_dir, checkpoint_dir, device="a
         raise ValueError(f"one job trains one dataset; got {sorted(datasets)}")
     torch.use_deterministic_algorithms(True, warn_only=True)
     dev = resolve_device(device if device != "auto" else cells[0]["training"]["device"])
+    rng_state = torch.get_rng_state()
+    engine = choose_engine(cells, dev, opts.engine)
+    torch.set_rng_state(rng_state)  # the probe model must not shift anything
     data = DeviceData(load_canonical(data_path), dev)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metas = []
-    for cell in cells:
+    if engine == "vmap":
         t0 = time.perf_counter()
-        metas.append(train_cell(cell, data, out_dir / f"seed{cell['seed']}.parquet",
-                                checkpoint_dir, dev, log))
-        log(f"{cell_id(cell)}: {metas[-1]['status']} in {time.perf_counter() - t0:.1f} s")
+        metas = train_cells_vmap(cells, data, out_dir, checkpoint_dir, dev, log, opts)
+        log(f"{len(cells)} cells stacked (vmap): "
+            f"{', '.join(m['status'] for m in metas)} in {time.perf_counter() - t0:.1f} s")
+    else:
+        metas = []
+        for cell in cells:
+            t0 = time.perf_counter()
+            metas.append(train_cell(cell, data, out_dir / f"seed{cell['seed']}.parquet",
+                                    checkpoint_dir, dev, log, opts))
+            log(f"{cell_id(cell)}: {metas[-1]['status']} in {time.perf_counter() - t0:.1f} s")
+    if dev.type == "cuda":  # read by bench/bench_train_gpu.py
+        log(f"peak device memory {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
     return metas
 
 
@@ -287,6 +662,14 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="auto: the cells' training.device")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="auto: vmap on CUDA where the model allows, else sequential")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="bf16: autocast (changes results; recorded in the trajectory)")
+    parser.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
+                        help="channels_last memory layout in the sequential engine "
+                             "(auto: on for CNN and ResNet on CUDA)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -295,7 +678,9 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
-    train_batch(cells, args.data, args.out, args.checkpoint_dir, args.device, log)
+    cl = {"auto": None, "on": True, "off": False}[args.channels_last]
+    opts = EngineOptions(args.engine, args.precision, cl, args.compile)
+    train_batch(cells, args.data, args.out, args.checkpoint_dir, args.device, log, opts)
     return 0
 
 
