@@ -114,9 +114,10 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_same_trajectory(digits_n
         proc.send_signal(signal.SIGKILL)
         stderr = proc.communicate()[1]
         resumed += "resuming at step" in stderr
-        # never a partial trajectory at the final path, never a leftover temporary file
+        # never a partial trajectory at the final path, nor a temporary file in the outputs
         assert not out.exists(), "the run ended before the kill: make it longer"
-        assert not [p for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")]
+        assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")] \
+            if out.parent.exists() else True
     rerun = _run_cli(c, digits_npz, tmp_path / "out", tmp_path / "ckpt")
     stderr = rerun.communicate(timeout=300)[1]
     assert rerun.returncode == 0, stderr
@@ -126,3 +127,34 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_same_trajectory(digits_n
     pd.testing.assert_frame_equal(a.drop(columns="wall_time"), b.drop(columns="wall_time"),
                                   check_exact=True)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name != "seed0.parquet"]
+    # a kill during a checkpoint write leaves a temporary; the rerun removes it
+    assert not [p for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_training_refuses_an_altered_dataset(digits_npz, tmp_path):
+    from workflow_scripts.datasets import DatasetError
+
+    altered = tmp_path / "digits.npz"
+    blob = bytearray(digits_npz.read_bytes())
+    blob[-5000] ^= 0x01
+    altered.write_bytes(bytes(blob))
+    altered.with_suffix(".json").write_bytes(digits_npz.with_suffix(".json").read_bytes())
+    with pytest.raises(DatasetError, match="does not match the recorded"):
+        train_batch(cells(), altered, tmp_path / "out", tmp_path / "ckpt", log=lambda m: None)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_stale_checkpoint_temporaries_are_removed(tmp_path):
+    from workflow_scripts.io import atomic_path, remove_stale_temporaries
+
+    target = tmp_path / "seed0.pt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target, ".pt") as tmp:  # a writer that dies mid-write
+            tmp.write_bytes(b"partial")
+            stale = tmp.with_name(tmp.name.replace(".tmp", "")).with_suffix(".tmp")
+            stale.write_bytes(b"left by a SIGKILL")
+            raise RuntimeError
+    assert not target.exists()
+    (tmp_path / "other.pt.tmp").write_bytes(b"not ours")
+    assert remove_stale_temporaries(target) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["other.pt.tmp"]

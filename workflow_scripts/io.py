@@ -36,6 +36,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(path) -> int:
+    """Delete temporaries that ``atomic_path`` left beside ``path`` when its writer was killed."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.exists() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 def write_json(obj, path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
