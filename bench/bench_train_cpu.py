@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -40,20 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from workflow_scripts import config as cfg  # noqa: E402
 from workflow_scripts.datasets import prepare  # noqa: E402
-
-
-def write_mnist_raw(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 0x801, n) + labels.tobytes())
-    return root
+from tests.conftest import write_mnist_raw  # noqa: E402  (MNIST's idx files, generated)
 
 
 def bench_cells(P: int, seeds: int, epochs: int, eval_points: int, val_size: int) -> list[dict]:

@@ -51,6 +51,17 @@ def write_cifar_raw(root: Path, name: str = "cifar10", per_batch: int = 40, n_te
 
 
 @pytest.fixture
+def one_thread():
+    """Single-threaded torch for the duration of a test (the machine's cores are shared)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
 def mnist_raw(tmp_path):
     return write_mnist_raw(tmp_path / "mnist")
 

@@ -19,12 +19,7 @@ DATA_COLUMNS = ["train_error", "val_error", "test_error", "train_loss", "val_los
                 "lambda", "frobenius"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cells(arch="cnn", P=120, seeds=(0, 1, 2), **training):

@@ -17,13 +17,7 @@ from workflow_scripts.measures import (MEASURES, ComplexityTracker, authors_norm
 from workflow_scripts.models import QKVLinear, build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the machine is shared: single-threaded linear algebra, restored for other test modules
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------- brute-force references
