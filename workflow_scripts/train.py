@@ -46,11 +46,15 @@ import copy
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+# cuBLAS is deterministic only with a fixed workspace; it must be set before CUDA initialises
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import numpy as np
 import pandas as pd
@@ -604,7 +608,8 @@ def choose_engine(cells: list[dict], device: torch.device, requested: str) -> st
     """'vmap' or 'sequential' for these cells (see the module docstring)."""
     if requested not in ENGINES:
         raise ValueError(f"unknown engine {requested!r}; expected one of {ENGINES}")
-    if requested == "sequential" or len(cells) < 2 and requested == "auto":
+    if requested == "sequential" or requested == "auto" and (len(cells) < 2 or
+                                                              device.type != "cuda"):
         return "sequential"
     c0 = cells[0]
     probe = build_model(c0["arch"], c0["dataset"])  # structure only; its init is discarded
@@ -614,7 +619,7 @@ def choose_engine(cells: list[dict], device: torch.device, requested: str) -> st
             raise ValueError(f"engine 'vmap' needs cells that differ only in their seed and a model "
                              f"without BatchNorm/dropout; {c0['arch']} on {c0['dataset']} is not")
         return "vmap"
-    return "vmap" if ok and device.type == "cuda" else "sequential"
+    return "vmap" if ok else "sequential"
 
 
 def train_batch(cells: list[dict], data_path, out_dir, checkpoint_dir, device="auto",
