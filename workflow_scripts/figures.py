@@ -178,7 +178,7 @@ def draw_curves(ax, panel: Panel, fig=None, legend=True) -> dict:
 def draw_collapse(ax, panel: Panel, fig=None) -> dict:
     """ε/ε_opt against λ/λ_opt per P (log-log), the γ₁ window shaded and the fitted law drawn."""
     cmap, norm = plt.get_cmap(CMAP), panel.norm()
-    shown = {}
+    shown, xs = {}, []
     for P in panel.Ps:
         lam, err, _ = panel.curve(P)
         lo, eo = panel.optimum(P)
@@ -186,6 +186,7 @@ def draw_collapse(ax, panel: Panel, fig=None) -> dict:
             continue
         ax.plot(lam / lo, err / eo, color=cmap(norm(P)), lw=1.2, alpha=0.9, label=f"P = {P}")
         shown[str(P)] = {"lambda_opt": lo, "eps_opt": eo}
+        xs.append(lam / lo)
     _log_or_note(ax, bool(shown))
     ax.axvline(1.0, color="0.5", lw=0.6, ls=":")
     ax.axhline(1.0, color="0.5", lw=0.6, ls=":")
@@ -195,9 +196,14 @@ def draw_collapse(ax, panel: Panel, fig=None) -> dict:
         line = fit["lines"]["collapse"]
         xl, xr = np.exp(line["x_range"])
         ax.axvspan(xl, xr, color="0.85", alpha=0.5, lw=0, zorder=0, label="fit window")
-        x = np.geomspace(xl / 2, 1.0, 50)
+        # draw the law only where curves exist: a window reaching past the data would otherwise
+        # stretch the y-axis over decades that no measurement supports
+        data = np.concatenate(xs) if xs else np.array([xl, xr])
+        data = data[np.isfinite(data) & (data > 0)]
+        x_lo = max(data.min(), xl / 2) if data.size else xl / 2
+        x = np.geomspace(x_lo, 1.0, 50)
         ax.plot(x, np.exp(line["intercept"]) * x ** line["slope"], "--", color="0.4", lw=1)
-        xw = np.geomspace(xl, xr, 20)
+        xw = np.geomspace(max(xl, x_lo), xr, 20) if max(xl, x_lo) < xr else np.array([xl, xr])
         ax.plot(xw, np.exp(line["intercept"]) * xw ** line["slope"], "-", color="crimson", lw=2.2,
                 label=f"γ₁ = {_fmt_est(fit, 'gamma1')}")
         out["fit"] = {"gamma1": _est(fit, "gamma1"), "k1": _est(fit, "k1"), "window": [xl, xr]}
