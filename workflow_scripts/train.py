@@ -117,6 +117,15 @@ def make_optimizer(model_or_params, training: dict):
     raise ValueError(f"unknown optimizer {training['optimizer']!r}")
 
 
+def mark_first_nonfinite(first_bad: torch.Tensor, loss: torch.Tensor, step: int) -> torch.Tensor:
+    """``first_bad`` (−1: none yet) with ``step`` where ``loss`` (per seed) first became NaN/inf.
+
+    Stays on the device: no host sync per step; the caller reads it at evaluation points.
+    """
+    return torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
+                       torch.full_like(first_bad, step), first_bad)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -329,9 +338,7 @@ def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, l
             loss = F.cross_entropy(logits.float(), y_sub[idx])
             loss.backward()
             optimizer.step()
-            # no host sync per step: remember the first non-finite step on the device
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
-                                    torch.full_like(first_bad, step + 1), first_bad)
+            first_bad = mark_first_nonfinite(first_bad, loss, step + 1)
             step += 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -569,8 +576,7 @@ def train_cells_vmap(cells: list[dict], data: DeviceData, out_dir, checkpoint_di
             # the sum's gradient w.r.t. seed s's parameters is seed s's own gradient
             losses.sum().backward()
             optimizer.step()
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses.detach()),
-                                    torch.full_like(first_bad, step + 1), first_bad)
+            first_bad = mark_first_nonfinite(first_bad, losses, step + 1)
             step += 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)
