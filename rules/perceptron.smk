@@ -25,7 +25,7 @@ if PERCEPTRON is not None:
 
     def pcp_batch_dirs(kind, N, alphas=None):
         run = pcp_runs(kind)
-        return [f"{PCP_DIR}/{kind}/N{N}/alpha{pcp.alpha_tag(a)}/{pcp.batch_name(b)}"
+        return [f"{PCP_DIR}/{kind}/N{N}/alpha{pcp.alpha_tag(a)}/{cfg.batch_name(b)}"
                 for a in (run["alphas"] if alphas is None else alphas) for b in run["batches"]]
 
     def pcp_batch(wildcards):

@@ -100,3 +100,11 @@ def test_paper_grid_size():
     config = load_config(REPO / "config" / "config.yaml")
     main = [j for j in cfg.training_grid(config) if j["experiment"] == "main"]
     assert sum(len(j["seeds"]) for j in main) == (10 * 3 + 8 * 6) * 25
+
+
+def test_schema_lists_exactly_the_measures_the_trajectories_carry():
+    from workflow_scripts import measures, models
+
+    assert set(cfg.MEASURES) == set(measures.MEASURES)
+    assert set(cfg.ARCHS) == set(models.ARCHS)
+    assert set(cfg.DATASETS) == set(models.INPUT_SPECS)

@@ -203,11 +203,16 @@ def seeds(config, experiment, arch, dataset) -> list[int]:
     return sorted(_resolved(config, experiment, arch, dataset, "seeds"))
 
 
+def chunk_seeds(seeds_, per_job: int) -> list[list[int]]:
+    """Sorted seeds cut into batches of ``per_job``: what one training job trains."""
+    ordered = sorted(int(s) for s in seeds_)
+    return [ordered[i:i + per_job] for i in range(0, len(ordered), per_job)]
+
+
 def seed_batches(config, experiment, arch, dataset) -> list[list[int]]:
-    """Seeds split into the batches that one training job trains."""
-    all_seeds = seeds(config, experiment, arch, dataset)
-    n = config["experiments"][experiment]["seeds_per_job"]
-    return [all_seeds[i:i + n] for i in range(0, len(all_seeds), n)]
+    """Seeds of (experiment, arch, dataset) split into the batches of its training jobs."""
+    return chunk_seeds(seeds(config, experiment, arch, dataset),
+                       config["experiments"][experiment]["seeds_per_job"])
 
 
 def batch_name(batch: list[int]) -> str:

@@ -89,6 +89,7 @@ import pandas as pd
 from scipy import integrate, optimize, special
 
 from . import io, provenance
+from .config import chunk_seeds
 from .trajectory import read_trajectory, write_trajectory
 
 # ----------------------------------------------------------------------------------------------
@@ -162,26 +163,17 @@ def check_config(pcfg: dict) -> None:
         raise ValueError(f"config key perceptron.alphas: repeated values {pcfg['alphas']}")
 
 
-def batch_name(batch) -> str:
-    return f"seeds{batch[0]}-{batch[-1]}"
-
-
-def seed_batches(seeds, per_job: int) -> list[list[int]]:
-    seeds = sorted(int(s) for s in seeds)
-    return [seeds[i:i + per_job] for i in range(0, len(seeds), per_job)]
-
-
 def run_settings(pcfg: dict, kind: str) -> dict:
     """The GD runs of ``kind``: "train" (the main loss) or "square_loss" (the counterexample)."""
     if kind == "train":
         return {"alphas": pcfg["alphas"], "seeds": pcfg["seeds"], "steps": pcfg["steps"],
                 "loss": pcfg["loss"], "experiment": "perceptron",
-                "batches": seed_batches(pcfg["seeds"], pcfg["seeds_per_job"])}
+                "batches": chunk_seeds(pcfg["seeds"], pcfg["seeds_per_job"])}
     if kind == "square_loss":
         sq = pcfg["square_loss"]
         return {"alphas": sq["alphas"], "seeds": sq["seeds"], "steps": sq["steps"],
                 "loss": "square", "experiment": "perceptron_square_loss",
-                "batches": seed_batches(sq["seeds"], pcfg["seeds_per_job"])}
+                "batches": chunk_seeds(sq["seeds"], pcfg["seeds_per_job"])}
     raise ValueError(f"kind must be 'train' or 'square_loss', got {kind!r}")
 
 
