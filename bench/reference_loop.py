@@ -98,7 +98,7 @@ def train_reference(cell: dict, train_set, test_set, workers: int = 2, log=print
                                 cell["data"]["split_seed"], P, seed)
     torch.manual_seed(seed)
     model = build_model(cell["arch"], cell["dataset"], training["init_scale"]).to(device)
-    optimizer = make_optimizer(model, training)
+    optimizer = make_optimizer(model, training, fused=False)  # torch's default, as scripts have it
     tracker = ComplexityTracker(model)
     batch = training["batch_size"]
 

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from workflow_scripts import config as cfg
 from workflow_scripts.io import read_parquet
@@ -70,7 +71,10 @@ def test_trajectory_content_and_provenance(digits_npz, tmp_path):
 
 def test_same_seed_same_trajectory_different_seed_different(digits_npz, tmp_path):
     c = cells(P=120, seeds=(0, 1))
+    torch.use_deterministic_algorithms(False)  # whatever an earlier test left: training sets it
     train_batch(c, digits_npz, tmp_path / "a", tmp_path / "ca", log=lambda m: None)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
     train_batch(c[:1], digits_npz, tmp_path / "b", tmp_path / "cb", log=lambda m: None)
     a0, _ = read_parquet(tmp_path / "a" / "seed0.parquet")
     b0, _ = read_parquet(tmp_path / "b" / "seed0.parquet")
