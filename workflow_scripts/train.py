@@ -167,26 +167,18 @@ class EngineOptions:
         return {**asdict(self), "engine": name, "requested": self.engine,
                 "channels_last": bool(channels_last), "seeds_together": [int(s) for s in seeds]}
 
-    def use_channels_last(self, arch: str, device: torch.device) -> bool:
+    def use_channels_last(self, arch: str) -> bool:
         if self.channels_last is None:
             return arch in ("cnn", "resnet")
         return self.channels_last
 
 
-def use_deterministic_algorithms(compiling: bool) -> None:
-    """``torch.use_deterministic_algorithms(True, warn_only=True)``, minus two costs that buy no
-    determinism here (measured on the MNIST CNN, bench/bench_train_cpu.py):
-
-    - the public call imports the compiler (``torch._inductor``) to set its own deterministic flag:
-      2 s of every job's start-up, needed only when compiling;
-    - in that mode every newly allocated output is first filled with NaN (a guard against kernels
-      that read memory they never wrote): 4% of a CPU training run. Our results do not depend on it:
-      the rerun and resume tests compare trajectories bit for bit.
-    """
-    if compiling:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        torch._C._set_deterministic_algorithms(True, warn_only=True)
+def use_deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its NaN fill of every
+    newly allocated output (a guard against kernels that read memory they never wrote), which
+    costs 4% of a CPU training run (MNIST CNN, ``torch.profiler``). Our results do not depend on
+    it: the rerun and resume tests compare trajectories bit for bit."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = False
 
 
@@ -293,7 +285,7 @@ def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, l
 
     torch.manual_seed(stream_seed(cell["seed"], STREAM_INIT))
     model = build_model(cell["arch"], cell["dataset"], training["init_scale"]).to(device)
-    channels_last = opts.use_channels_last(cell["arch"], device)
+    channels_last = opts.use_channels_last(cell["arch"])
     if channels_last:  # a memory layout: same maths, other rounding; faster convs (CPU and GPU)
         model = model.to(memory_format=torch.channels_last)
         x_sub, x_val = (t.contiguous(memory_format=torch.channels_last) for t in (x_sub, x_val))
@@ -665,7 +657,7 @@ def train_batch(cells: list[dict], data_path, out_dir, checkpoint_dir, device="a
     datasets = {c["dataset"] for c in cells}
     if len(datasets) != 1:
         raise ValueError(f"one job trains one dataset; got {sorted(datasets)}")
-    use_deterministic_algorithms(compiling=opts.compile)
+    use_deterministic_algorithms()
     dev = resolve_device(device if device != "auto" else cells[0]["training"]["device"])
     rng_state = torch.get_rng_state()
     engine = choose_engine(cells, dev, opts.engine)
