@@ -239,14 +239,16 @@ def test_cli_writes_fit_json_with_provenance(aggregate_files):
     assert res["group"] == {"experiment": "main", "arch": "vit", "dataset": "digits",
                             "measure": "spectral_complexity"}
     assert res["settings"] == {"window": {"x_left": 0.2, "x_right": 0.8}, "P_min": None,
-                               "P_max": None, "min_seeds": 2,
+                               "P_max": None, "gamma1_P_min": None, "min_seeds": 2,
+                               "estimator": "ours",
                                "bootstrap": {"n": 200, "seed": 0, "level": 0.95}}
     ins = {d["path"]: d["sha256"] for d in res["provenance"]["inputs"]}
     assert ins == {str(curves): provenance.sha256_file(curves),
                    str(optima): provenance.sha256_file(optima)}
     assert res["provenance"]["config"] == SETTINGS
     for k in fit.ESTIMATES:
-        assert set(res["estimates"][k]) == {"value", "ci_low", "ci_high", "se", "n_valid"}
+        want = {"value", "ci_low", "ci_high", "se", "n_valid"}
+        assert set(res["estimates"][k]) == want | ({"se_ols"} if k.startswith("gamma") else set())
     assert abs(res["estimates"]["gamma1"]["value"] - 0.5) < 0.05
     assert [p["P"] for p in res["per_P"]] == [200, 600, 2000, 6000]
     # the file route and the in-memory route give the same numbers

@@ -65,7 +65,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -92,6 +92,8 @@ class FitData:
     log_lambda_star: list[np.ndarray]     # per P: (S_P,) log λ*_s, NaN = none
     eps_star: list[np.ndarray]            # per P: (S_P,) ε*_s, NaN = none
     seeds: list[np.ndarray] = field(default_factory=list)
+    # published seed means (workflow_scripts/published.py): one curve per P, no seeds to resample
+    published: bool = False
 
     def __post_init__(self):
         self.P = np.asarray(self.P, dtype=np.int64)
@@ -105,16 +107,31 @@ class FitData:
                 raise ValueError(f"FitData: inconsistent shapes at P={self.P[i]}")
 
 
+ESTIMATORS = ("ours", "authors")
+# window: auto (``auto_window``): the widest stretch of the descending branch where the local
+# log-slope of ε̄/ε_opt stays within AUTO_TOLERANCE (relative) of its median over the stretch.
+AUTO_TOLERANCE = 0.15
+AUTO_X_MAX = 0.8        # the stretch ends at or before 0.8 λ_opt: clear of the minimum's curvature
+AUTO_MIN_DECADES = 0.3  # and spans at least this many decades of λ/λ_opt
+
+
 @dataclass
 class Settings:
-    x_left: float
-    x_right: float
+    x_left: float | None          # None (with x_right None) = window: auto, resolved on the data
+    x_right: float | None
     P_min: float | None
     P_max: float | None
     min_seeds: int
     n_boot: int
     seed: int
     level: float
+    estimator: str = "ours"       # the primary estimator: "ours" or "authors"
+    also: tuple = ()              # further estimators reported beside it ("both")
+    gamma1_P_min: float | None = None
+
+    @property
+    def auto(self) -> bool:
+        return self.x_right is None
 
     @classmethod
     def from_dict(cls, s: dict) -> "Settings":
@@ -125,15 +142,28 @@ class Settings:
 
         window = need(s, "window", "")
         boot = s.get("bootstrap") or {}
-        out = cls(x_left=float(need(window, "x_left", "window.")),
-                  x_right=float(need(window, "x_right", "window.")),
+        estimator = s.get("estimator") or "ours"
+        if estimator not in (*ESTIMATORS, "both"):
+            raise ValueError(f"estimator must be one of {[*ESTIMATORS, 'both']}, got {estimator!r}")
+        if window == "auto":
+            x_left = x_right = None
+        elif isinstance(window, dict):
+            # x_left 0 or null: no lower bound (the authors' "> 0")
+            x_left = float(window.get("x_left") or 0.0)
+            x_right = float(need(window, "x_right", "window."))
+        else:
+            raise ValueError(f"window must be {{x_left, x_right}} or 'auto', got {window!r}")
+        out = cls(x_left=x_left, x_right=x_right,
                   P_min=s.get("P_min"), P_max=s.get("P_max"),
                   min_seeds=int(need(s, "min_seeds", "")),
                   n_boot=int(need(boot, "n", "bootstrap.")), seed=int(need(boot, "seed", "bootstrap.")),
-                  level=float(boot.get("level", 0.95)))
-        if not 0 < out.x_left < out.x_right <= 1:
-            raise ValueError(f"window must satisfy 0 < x_left < x_right <= 1 (the descending branch), "
-                             f"got x_left={out.x_left}, x_right={out.x_right}")
+                  level=float(boot.get("level", 0.95)),
+                  estimator="ours" if estimator == "both" else estimator,
+                  also=("authors",) if estimator == "both" else (),
+                  gamma1_P_min=s.get("gamma1_P_min"))
+        if not out.auto and not 0 <= out.x_left < out.x_right <= 1:
+            raise ValueError(f"window must satisfy 0 <= x_left < x_right <= 1 (the descending branch; "
+                             f"x_left 0 = no lower bound), got x_left={out.x_left}, x_right={out.x_right}")
         if out.P_min is not None and out.P_max is not None and out.P_min > out.P_max:
             raise ValueError(f"P_min={out.P_min} > P_max={out.P_max}")
         if out.min_seeds < 1:
@@ -144,6 +174,9 @@ class Settings:
             raise ValueError(f"bootstrap.level must be in (0, 1), got {out.level}")
         return out
 
+    def with_(self, **kw) -> "Settings":
+        return replace(self, **kw)
+
     def in_range(self, P: np.ndarray) -> np.ndarray:
         ok = np.ones(len(P), dtype=bool)
         if self.P_min is not None:
@@ -152,20 +185,26 @@ class Settings:
             ok &= P <= self.P_max
         return ok
 
+    def in_gamma1(self, P: np.ndarray) -> np.ndarray:
+        return np.ones(len(P), dtype=bool) if self.gamma1_P_min is None else P >= self.gamma1_P_min
+
     def as_dict(self) -> dict:
-        return {"window": {"x_left": self.x_left, "x_right": self.x_right}, "P_min": self.P_min,
-                "P_max": self.P_max, "min_seeds": self.min_seeds,
+        return {"window": "auto" if self.auto else {"x_left": self.x_left, "x_right": self.x_right},
+                "P_min": self.P_min, "P_max": self.P_max, "gamma1_P_min": self.gamma1_P_min,
+                "min_seeds": self.min_seeds, "estimator": "both" if self.also else self.estimator,
                 "bootstrap": {"n": self.n_boot, "seed": self.seed, "level": self.level}}
 
 
 # ---------------------------------------------------------------------------------------------
 # reading an aggregate
 
-def fit_data_from_frames(curves: pd.DataFrame, optima: pd.DataFrame) -> FitData:
-    """FitData from the aggregate tables (schema in aggregate.py); "mean" rows are ignored."""
+def fit_data_from_frames(curves: pd.DataFrame, optima: pd.DataFrame, published: bool = False) -> FitData:
+    """FitData from the aggregate tables (schema in aggregate.py); "mean" rows are ignored, except
+    in a published aggregate (footer key ``published``), whose "mean" rows are its only curves."""
     validate_curves(curves)
     validate_optima(optima)
-    rows = curves[curves["kind"] == "seed"] if "kind" in curves else curves
+    kind = "mean" if published else "seed"
+    rows = curves[curves["kind"] == kind] if "kind" in curves else curves
     rows = rows[np.isfinite(rows["log_lambda"].to_numpy(dtype=float))]
     opt = optima
     if "used" in opt:
@@ -203,13 +242,13 @@ def fit_data_from_frames(curves: pd.DataFrame, optima: pd.DataFrame) -> FitData:
         mat[~np.isfinite(mat)] = np.nan
         for k, v in zip(data, (P, grid, mat, lam, eps, seeds)):
             data[k].append(v)
-    return FitData(**data)
+    return FitData(**data, published=published)
 
 
 def load_fit_data(curves_path, optima_path) -> tuple[FitData, dict]:
     curves, cmeta = read_aggregate_file(curves_path)
     optima, _ = read_aggregate_file(optima_path)
-    return fit_data_from_frames(curves, optima), cmeta
+    return fit_data_from_frames(curves, optima, published=bool(cmeta.get("published"))), cmeta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,13 +275,28 @@ def _ols_from_sums(n, sx, sy, sxx, sxy):
     return b, a
 
 
-def _replicates(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
+def _log_window(st: Settings) -> tuple[float, float]:
+    if st.auto:
+        raise ValueError("window: auto must be resolved on the data first (resolve_window)")
+    return (math.log(st.x_left) if st.x_left > 0 else -math.inf), math.log(st.x_right)
+
+
+def _replicates(data: FitData, st: Settings, weights: list[np.ndarray], estimator: str | None = None) -> dict:
     """All statistics for B replicates; weights[i] is (B, S_i) seed multiplicities for P index i.
 
-    The point estimate is the replicate whose weights are all 1."""
+    The point estimate is the replicate whose weights are all 1. ``estimator`` defaults to the
+    settings' primary one. With B = 1 the regressions' inputs are kept (``designs``) for the
+    OLS standard errors."""
+    estimator = estimator or st.estimator
+    rep = (_replicates_authors if estimator == "authors" else _replicates_ours)(data, st, weights)
+    return rep
+
+
+def _replicates_ours(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
     B = weights[0].shape[0] if weights else 1
     nP = len(data.P)
-    lo, hi = math.log(st.x_left), math.log(st.x_right)
+    lo, hi = _log_window(st)
+    in_g1 = st.in_gamma1(data.P)
     log_eps_opt = np.full((B, nP), np.nan)
     log_lam_opt = np.full((B, nP), np.nan)
     mean_log_star = np.full((B, nP), np.nan)
@@ -268,7 +322,7 @@ def _replicates(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
             x = grid[None, :] - log_lam_opt[:, i:i + 1]
             y = log_mean - log_eps_opt[:, i:i + 1]
             # tolerance: a window edge on a grid point up to rounding is inside
-            win = valid & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9)
+            win = valid & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9) & in_g1[i]
             xw, yw = np.where(win, x, 0.0), np.where(win, y, 0.0)
             n_win[:, i] = win.sum(1)
             pooled += np.stack([n_win[:, i], xw.sum(1), yw.sum(1), (xw * xw).sum(1),
@@ -279,6 +333,11 @@ def _replicates(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
             mean_log_star[:, i] = (C @ np.where(f, L, 0.0)) / (C @ f.astype(float))
     slope1, icpt1 = _ols_from_sums(*pooled.T)
     logP = np.broadcast_to(np.log(data.P.astype(float))[None, :], (B, nP))
+    designs = None
+    if B == 1:  # the pooled γ₁ regression's points, for its OLS standard error
+        designs = {"gamma1": [_window_points(data, st, i, log_lam_opt[0, i], log_eps_opt[0, i],
+                                             min_seeds=st.min_seeds)
+                              for i in range(nP) if in_g1[i] and np.isfinite(log_lam_opt[0, i])]}
     rng_ok = st.in_range(data.P)[None, :]
     w2 = rng_ok & np.isfinite(log_lam_opt)
     slope2, icpt2 = _ols(logP, np.where(w2, log_lam_opt, 0.0), w2)
@@ -293,11 +352,156 @@ def _replicates(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
     c = np.where((npts > 0) & np.isfinite(gp), c, np.nan)
     with np.errstate(over="ignore"):  # absurd intercepts (property tests) become inf -> null
         k1, k2, km = np.exp(icpt1), np.exp(icpt2), np.exp(icptm)
+    if designs is not None:
+        designs["gamma1"] = [np.concatenate([d[k] for d in designs["gamma1"]]) if designs["gamma1"]
+                             else np.zeros(0) for k in (0, 1)]
+        designs["gamma2"] = (logP[0][w2[0]], log_lam_opt[0][w2[0]])
+        designs["gamma_meas"] = (logP[0][wm[0]], log_eps_opt[0][wm[0]])
     return {"gamma1": g1, "gamma2": g2, "gamma_meas": gm, "gamma_pred": gp,
             "gamma_pred_minus_meas": gp - gm, "k1": k1, "k2": k2, "k_meas": km, "pred_log_intercept": c, "log_k1": icpt1, "log_k2": icpt2,
             "log_k_meas": icptm, "log_eps_opt": log_eps_opt, "log_lambda_opt": log_lam_opt,
             "mean_log_lambda_star": mean_log_star, "n_window": n_win,
-            "n_window_total": pooled[:, 0], "P_gamma2": w2, "P_meas": wm}
+            "n_window_total": pooled[:, 0], "P_gamma1": n_win > 0, "P_gamma2": w2, "P_meas": wm,
+            "designs": designs}
+
+
+def _window_points(data: FitData, st: Settings, i: int, log_lam_opt: float, log_eps_opt: float,
+                   min_seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """(log λ/λ_opt, log ε̄/ε_opt) of P index i's full-data mean curve inside the γ₁ window."""
+    Y, grid = data.curves[i], data.grids[i]
+    F = np.isfinite(Y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_mean = np.log(np.where(F, Y, 0.0).sum(0) / F.sum(0))
+    lo, hi = _log_window(st)
+    x, y = grid - log_lam_opt, log_mean - log_eps_opt
+    win = (F.sum(0) >= min_seeds) & np.isfinite(y) & (x >= lo - 1e-9) & (x <= hi + 1e-9)
+    return x[win], y[win]
+
+
+def _replicates_authors(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
+    """The authors' estimator (their analysis notebook), vectorised over replicates like ours:
+    nanmean curves, grid-argmin optima, γ₁ the mean of per-P slopes over P >= gamma1_P_min,
+    γ₂ on the arithmetic mean of the seeds' λ*, γ_meas over all P (the P range is ignored)."""
+    B = weights[0].shape[0] if weights else 1
+    nP = len(data.P)
+    lo, hi = _log_window(st)
+    in_g1 = st.in_gamma1(data.P)
+    log_eps_opt = np.full((B, nP), np.nan)
+    log_lam_opt = np.full((B, nP), np.nan)
+    log_mean_star = np.full((B, nP), np.nan)      # log of the arithmetic mean of λ*_s
+    slopes = np.full((B, nP), np.nan)
+    icpts = np.full((B, nP), np.nan)
+    n_win = np.zeros((B, nP))
+    rows = np.arange(B)
+    designs = {"gamma1_per_P": []} if B == 1 else None
+    for i in range(nP):
+        C = weights[i].astype(float)
+        Y, grid = data.curves[i], data.grids[i]
+        if Y.shape[1]:
+            F = np.isfinite(Y)
+            cnt = C @ F.astype(float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_mean = np.log((C @ np.where(F, Y, 0.0)) / cnt)   # nanmean over the seeds
+            masked = np.where(np.isfinite(log_mean), log_mean, np.inf)
+            j = masked.argmin(1)
+            has = np.isfinite(masked[rows, j])
+            log_eps_opt[has, i] = masked[rows, j][has]
+            log_lam_opt[has, i] = grid[j][has]
+            if in_g1[i]:
+                x = grid[None, :] - log_lam_opt[:, i:i + 1]
+                y = log_mean - log_eps_opt[:, i:i + 1]
+                win = np.isfinite(y) & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9)
+                n_win[:, i] = win.sum(1)
+                slopes[:, i], icpts[:, i] = _ols(x, np.where(win, y, 0.0), win)
+                if designs is not None and win[0].sum():
+                    designs["gamma1_per_P"].append((x[0][win[0]], y[0][win[0]]))
+        L = data.log_lambda_star[i]
+        f = np.isfinite(L)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_mean_star[:, i] = np.log((C @ np.where(f, np.exp(np.where(f, L, 0.0)), 0.0))
+                                         / (C @ f.astype(float)))
+    with np.errstate(invalid="ignore"), warnings_ignored():
+        g1 = -np.nanmean(np.where(np.isfinite(slopes), slopes, np.nan), axis=1)
+        k1 = np.nanmean(np.exp(icpts), axis=1)
+    logP = np.broadcast_to(np.log(data.P.astype(float))[None, :], (B, nP))
+    w2 = st.in_range(data.P)[None, :] & np.isfinite(log_mean_star)
+    slope2, icpt2 = _ols(logP, np.where(w2, log_mean_star, 0.0), w2)
+    wm = np.isfinite(log_eps_opt)
+    slopem, icptm = _ols(logP, np.where(wm, log_eps_opt, 0.0), wm)
+    g2, gm = slope2, -slopem
+    gp = g1 * g2
+    npts = wm.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(wm, log_eps_opt + gp[:, None] * logP, 0.0).sum(1) / npts
+    c = np.where((npts > 0) & np.isfinite(gp), c, np.nan)
+    with np.errstate(over="ignore", divide="ignore"):
+        k2, km, log_k1 = np.exp(icpt2), np.exp(icptm), np.log(k1)
+    if designs is not None:
+        designs["gamma2"] = (logP[0][w2[0]], log_mean_star[0][w2[0]])
+        designs["gamma_meas"] = (logP[0][wm[0]], log_eps_opt[0][wm[0]])
+    with np.errstate(invalid="ignore"):
+        P_g1 = np.isfinite(slopes)
+    return {"gamma1": g1, "gamma2": g2, "gamma_meas": gm, "gamma_pred": gp,
+            "gamma_pred_minus_meas": gp - gm, "k1": k1, "k2": k2, "k_meas": km,
+            "pred_log_intercept": c, "log_k1": log_k1, "log_k2": icpt2, "log_k_meas": icptm,
+            "log_eps_opt": log_eps_opt, "log_lambda_opt": log_lam_opt,
+            "mean_log_lambda_star": _geomean_log_star(data, weights), "n_window": n_win,
+            "n_window_total": n_win.sum(1), "P_gamma1": P_g1, "P_gamma2": w2, "P_meas": wm,
+            "designs": designs}
+
+
+def _geomean_log_star(data: FitData, weights) -> np.ndarray:
+    """(B, nP) mean over seeds of log λ*_s (reported per P as lambda_star_geomean)."""
+    out = []
+    for i, L in enumerate(data.log_lambda_star):
+        f = np.isfinite(L)
+        C = weights[i].astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.append((C @ np.where(f, L, 0.0)) / (C @ f.astype(float)))
+    return np.stack(out, axis=1) if out else np.zeros((1, 0))
+
+
+class warnings_ignored:
+    """numpy's 'Mean of empty slice' RuntimeWarning is expected where no P enters γ₁."""
+
+    def __enter__(self):
+        import warnings
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+def ols_standard_errors(point: dict, estimator: str) -> dict:
+    """Regression standard errors (statsmodels OLS) of the point estimate's fits.
+
+    ours: the pooled γ₁ regression, γ₂, γ_meas. authors: γ₁'s error is sqrt(mean of the per-P slope
+    variances) as in their notebook; γ₂ and γ_meas as ours. γ_pred by first-order propagation,
+    sqrt((γ₂σ₁)² + (γ₁σ₂)²); γ_pred − γ_meas adds σ_meas in quadrature (treated as independent)."""
+    import statsmodels.api as sm
+
+    def bse(x, y):
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        if len(x) < 3 or np.ptp(x) == 0:
+            return math.nan   # n − 2 = 0 residual degrees of freedom: no error estimate
+        res = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
+        return float(res.bse[1])
+
+    d = point["designs"] or {}
+    if estimator == "authors":
+        var = [bse(x, y) ** 2 for x, y in d.get("gamma1_per_P", [])]
+        var = [v for v in var if math.isfinite(v)]
+        s1 = math.sqrt(sum(var) / len(var)) if var else math.nan
+    else:
+        s1 = bse(*d["gamma1"]) if "gamma1" in d else math.nan
+    s2 = bse(*d["gamma2"]) if "gamma2" in d else math.nan
+    sm_ = bse(*d["gamma_meas"]) if "gamma_meas" in d else math.nan
+    g1, g2 = float(point["gamma1"][0]), float(point["gamma2"][0])
+    sp = math.hypot(g2 * s1, g1 * s2)
+    return {"gamma1": s1, "gamma2": s2, "gamma_meas": sm_, "gamma_pred": sp,
+            "gamma_pred_minus_meas": math.hypot(sp, sm_)}
 
 
 def vertex(grid: np.ndarray, values: np.ndarray, j: np.ndarray):
@@ -334,8 +538,9 @@ def _check_point(rep: dict, data: FitData, st: Settings) -> None:
         raise FitError(f"no P has a mean curve point with >= min_seeds={st.min_seeds} seeds and a "
                        "positive test error")
     if rep["n_window_total"][0] < 2 or not np.isfinite(rep["gamma1"][0]):
+        over = "all P" if st.gamma1_P_min is None else f"P >= {st.gamma1_P_min}"
         raise FitError(f"the γ₁ window x_left={st.x_left} <= λ/λ_opt <= x_right={st.x_right} holds "
-                       f"{int(rep['n_window_total'][0])} mean-curve points over all P "
+                       f"{int(rep['n_window_total'][0])} mean-curve points over {over} "
                        "(need >= 2 at distinct λ/λ_opt)")
     rng = f"P range [{st.P_min}, {st.P_max}]"
     n2 = int(rep["P_gamma2"][0].sum())
@@ -387,20 +592,121 @@ def per_P_rows(data: FitData, st: Settings, point: dict, boot: dict | None = Non
 
 def describe(data: FitData, settings: dict | Settings) -> list[dict]:
     """Per-P optima without fitting or bootstrap (what an impossible fit can still report)."""
-    st = settings if isinstance(settings, Settings) else Settings.from_dict(settings)
+    st = _for_data(data, settings if isinstance(settings, Settings) else Settings.from_dict(settings))
     if len(data.P) == 0:
         return []
-    return per_P_rows(data, st, _replicates(data, st, [np.ones((1, len(s))) for s in data.log_lambda_star]))
+    if st.auto:  # optima do not depend on the window; any concrete one will do here
+        st = st.with_(x_left=0.0, x_right=1.0)
+    return per_P_rows(data, st, _replicates(data, st, _unit_weights(data)))
+
+
+def _unit_weights(data: FitData) -> list[np.ndarray]:
+    return [np.ones((1, len(s))) for s in data.log_lambda_star]
+
+
+def _for_data(data: FitData, st: Settings) -> Settings:
+    """Published seed means have one curve per P: no seed threshold, nothing to resample."""
+    return st.with_(min_seeds=1, n_boot=0) if data.published else st
+
+
+NO_BOOTSTRAP_PUBLISHED = ("published seed means: the files hold no per-seed curves, so there is "
+                          "nothing to resample and the intervals are null")
+
+
+def resolve_window(data: FitData, st: Settings) -> Settings:
+    """``window: auto`` made concrete on the full data (then fixed for every bootstrap replicate).
+
+    Rule: on each P's mean curve (≥ min_seeds seeds per point; optimum at the grid minimum), take
+    the local log-slopes d log ε̄ / d log λ between neighbouring grid points left of λ_opt with
+    λ/λ_opt ≤ AUTO_X_MAX; pool them over P (those ≥ gamma1_P_min) and take their median in bins
+    of log λ/λ_opt one (coarsest) grid step wide. The window is the widest run of ≥ 3 consecutive
+    bins, spanning ≥ AUTO_MIN_DECADES decades, whose medians all lie within AUTO_TOLERANCE
+    (relative) of the run's own median slope, which must be negative (a descending power law)."""
+    if not st.auto:
+        return st
+    in_g1 = st.in_gamma1(data.P)
+    xs, ss, steps = [], [], []
+    for i in range(len(data.P)):
+        Y, grid = data.curves[i], data.grids[i]
+        if not in_g1[i] or Y.shape[1] < 3:
+            continue
+        F = np.isfinite(Y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m = np.log(np.where(F, Y, 0.0).sum(0) / F.sum(0))
+        ok = (F.sum(0) >= st.min_seeds) & np.isfinite(m)
+        if not ok.any():
+            continue
+        j = int(np.where(ok, m, np.inf).argmin())
+        k = np.flatnonzero(ok[:j + 1])
+        if len(k) < 2:
+            continue
+        g, mk = grid[k], m[k]
+        mid = (g[1:] + g[:-1]) / 2 - grid[j]
+        keep = mid <= math.log(AUTO_X_MAX)
+        xs.append(mid[keep])
+        ss.append((np.diff(mk) / np.diff(g))[keep])
+        steps.append(float(np.median(np.diff(grid))))
+    if not xs or not sum(len(x) for x in xs):
+        raise FitError("window: auto found no descending branch (no mean-curve points left of "
+                       "λ_opt with ≥ min_seeds seeds)")
+    x, slope = np.concatenate(xs), np.concatenate(ss)
+    width = max(steps)
+    edges = np.arange(math.log(AUTO_X_MAX), x.min() - width, -width)[::-1]
+    idx = np.digitize(x, edges) - 1
+    bins = [(edges[b], edges[b + 1], float(np.median(slope[idx == b])))
+            for b in range(len(edges) - 1) if np.any(idx == b)]
+    best = None
+    for a_ in range(len(bins)):
+        for b_ in range(a_ + 2, len(bins)):
+            run = bins[a_:b_ + 1]
+            if any(run[t + 1][0] != run[t][1] for t in range(len(run) - 1)):
+                break  # a gap: the run must be contiguous
+            med = float(np.median([r[2] for r in run]))
+            span = (run[-1][1] - run[0][0]) / math.log(10)
+            if med >= 0 or span < AUTO_MIN_DECADES:
+                continue
+            if all(abs(r[2] - med) <= AUTO_TOLERANCE * abs(med) for r in run):
+                key = (span, run[-1][1])
+                if best is None or key > best[0]:
+                    best = (key, run[0][0], run[-1][1])
+    if best is None:
+        raise FitError(f"window: auto found no stretch of ≥ {AUTO_MIN_DECADES} decades left of "
+                       f"{AUTO_X_MAX} λ_opt where the local log-slope stays within "
+                       f"{AUTO_TOLERANCE:.0%} of its median")
+    return st.with_(x_left=float(math.exp(best[1])), x_right=float(math.exp(best[2])))
 
 
 def estimate(data: FitData, settings: dict | Settings) -> dict:
-    """Point estimates, bootstrap intervals and per-P values; raises FitError if impossible."""
-    st = settings if isinstance(settings, Settings) else Settings.from_dict(settings)
+    """Point estimates, bootstrap intervals and per-P values; raises FitError if impossible.
+
+    With estimator "both" the result is ours, and ``by_estimator`` holds each estimator's result
+    (an impossible one as {"status": "impossible", "reason": ...})."""
+    st = _for_data(data, settings if isinstance(settings, Settings) else Settings.from_dict(settings))
     if len(data.P) == 0:
         raise FitError("no P values with data in the aggregate")
-    point = _replicates(data, st, [np.ones((1, len(s))) for s in data.log_lambda_star])
+    out = _estimate_one(data, st, st.estimator)
+    if st.also:
+        out["by_estimator"] = {st.estimator: _strip(out)}
+        for name in st.also:
+            try:
+                out["by_estimator"][name] = _strip(_estimate_one(data, st, name))
+            except FitError as exc:
+                out["by_estimator"][name] = {"status": "impossible", "reason": str(exc)}
+    return out
+
+
+def _strip(res: dict) -> dict:
+    return {k: v for k, v in res.items() if k not in ("settings", "by_estimator")}
+
+
+def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
+    st_in = st
+    st = resolve_window(data, st)
+    point = _replicates(data, st, _unit_weights(data), estimator)
     _check_point(point, data, st)
-    boot = _replicates(data, st, bootstrap_weights(data, st.n_boot, st.seed)) if st.n_boot else None
+    se_ols = ols_standard_errors(point, estimator)
+    boot = _replicates(data, st, bootstrap_weights(data, st.n_boot, st.seed), estimator) \
+        if st.n_boot else None
     alpha = (1 - st.level) / 2
     estimates = {}
     for name in ESTIMATES:
@@ -412,16 +718,19 @@ def estimate(data: FitData, settings: dict | Settings) -> dict:
                 e["ci_low"], e["ci_high"] = (float(q) for q in np.quantile(b, [alpha, 1 - alpha]))
                 with np.errstate(over="ignore", invalid="ignore"):
                     e["se"] = _num(b.std(ddof=1)) if len(b) > 1 else 0.0
+        if name in se_ols:
+            e["se_ols"] = _num(se_ols[name])
         estimates[name] = e
     per_P = per_P_rows(data, st, point, boot)
-    P_used = {"gamma1": [int(P) for P, n in zip(data.P, point["n_window"][0]) if n > 0],
+    P_used = {"gamma1": [int(P) for P, w in zip(data.P, point["P_gamma1"][0]) if w],
               "gamma2": [int(P) for P, w in zip(data.P, point["P_gamma2"][0]) if w],
               "gamma_meas": [int(P) for P, w in zip(data.P, point["P_meas"][0]) if w]}
     v = {k: estimates[k]["value"] for k in estimates}
+    lo, hi = _log_window(st)
     lines = {
         "collapse": {"x": "log(lambda/lambda_opt)", "y": "log(eps/eps_opt)",
                      "slope": -v["gamma1"], "intercept": _num(point["log_k1"][0]),
-                     "x_range": [math.log(st.x_left), math.log(st.x_right)]},
+                     "x_range": [_num(lo) if math.isfinite(lo) else _min_x(data, point), hi]},
         "lambda_opt": {"x": "log(P)", "y": "log(lambda_opt)", "slope": v["gamma2"],
                         "intercept": _num(point["log_k2"][0])},
         "eps_opt": {"x": "log(P)", "y": "log(eps_opt)", "slope": -v["gamma_meas"],
@@ -429,18 +738,32 @@ def estimate(data: FitData, settings: dict | Settings) -> dict:
         "predicted": {"x": "log(P)", "y": "log(eps_opt)", "slope": -v["gamma_pred"],
                       "intercept": v["pred_log_intercept"]},
     }
-    return {"status": "ok", "reason": None, "settings": st.as_dict(), "P_used": P_used,
-            "estimates": estimates, "per_P": per_P, "lines": lines,
-            "bootstrap": {"n": st.n_boot, "seed": st.seed, "level": st.level,
-                          "method": "percentile; seeds resampled with replacement within each P",
-                          "n_failed": {k: st.n_boot - estimates[k]["n_valid"] for k in ESTIMATES}
-                          if st.n_boot else {}}}
+    bootstrap = {"n": st.n_boot, "seed": st.seed, "level": st.level,
+                 "method": "percentile; seeds resampled with replacement within each P",
+                 "n_failed": {k: st.n_boot - estimates[k]["n_valid"] for k in ESTIMATES}
+                 if st.n_boot else {}}
+    if data.published:
+        bootstrap["skipped"] = NO_BOOTSTRAP_PUBLISHED
+    settings = st_in.as_dict()
+    if st_in.auto:
+        settings["window_resolved"] = {"x_left": st.x_left, "x_right": st.x_right,
+                                       "rule": "auto", "tolerance": AUTO_TOLERANCE}
+    return {"status": "ok", "reason": None, "estimator": estimator, "settings": settings,
+            "P_used": P_used, "estimates": estimates, "per_P": per_P, "lines": lines,
+            "bootstrap": bootstrap}
+
+
+def _min_x(data: FitData, point: dict) -> float | None:
+    """The smallest log λ/λ_opt any mean curve reaches (the left end of an unbounded window)."""
+    xs = [data.grids[i][0] - point["log_lambda_opt"][0, i] for i in range(len(data.P))
+          if len(data.grids[i]) and np.isfinite(point["log_lambda_opt"][0, i])]
+    return _num(min(xs)) if xs else None
 
 
 def run(curves_path, optima_path, settings: dict, out) -> dict:
     """Fit one aggregate and write fit.json (status "impossible" + reason on FitError)."""
     data, cmeta = load_fit_data(curves_path, optima_path)
-    st = Settings.from_dict(settings)
+    st = _for_data(data, Settings.from_dict(settings))
     try:
         result = estimate(data, st)
     except FitError as exc:
