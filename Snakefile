@@ -17,6 +17,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/aggregate.smk"
 include: "rules/fit.smk"
+include: "rules/published.smk"
 include: "rules/figures.smk"
 include: "rules/ablations.smk"
 include: "rules/perceptron.smk"
@@ -36,6 +37,7 @@ localrules:
     ablation_table,
     fig_main,
     table1,
+    sensitivity,
 
 
 rule all:

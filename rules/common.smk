@@ -80,7 +80,7 @@ def final_targets():
         triples = analysis_outputs(experiment)
         for arch, dataset, measure in triples:
             base = f"results/figures/{experiment}/{arch}/{dataset}/{measure}"
-            targets += [f"{base}/{kind}.png" for kind in ("curves", "collapse", "scaling")]
+            targets += [f"{base}/{kind}.png" for kind in ("curves", "collapse", "scaling", "sensitivity")]
         for measure in sorted({m for _, _, m in triples}):
             targets += [f"results/figures/{experiment}/grid_curves_{measure}.png",
                         f"results/figures/{experiment}/grid_collapse_{measure}.png"]
@@ -89,4 +89,5 @@ def final_targets():
         targets += [f"results/figures/ablations/{ablation}_{k}.png" for k in ("curves", "collapse")]
         targets += [f"results/tables/ablations/{ablation}.{x}" for x in ("csv", "md", "tex")]
     targets += ["results/numbers/numbers.tsv", "results/numbers/numbers.tex"]
+    targets += PUBLISHED_TARGETS  # rules/published.smk: empty unless published.dir is set
     return targets

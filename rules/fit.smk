@@ -1,4 +1,6 @@
-# Exponent fits with bootstrap intervals, and Table 1 per experiment.
+# Exponent fits with bootstrap intervals, their sensitivity to the analysis choices, and Table 1
+# per experiment.
+SENSITIVITY_KEYS = ("min_seeds", "P_min", "P_max", "bootstrap", "sensitivity")
 
 
 rule fit:
@@ -16,10 +18,35 @@ rule fit:
         "--settings {params.settings:q} --out {output} > {log} 2>&1"
 
 
+# The refits over windows x γ₁ min P x estimators (workflow_scripts/sensitivity.py). Only the keys
+# it uses go into params: a new main window does not rerun it.
+rule sensitivity:
+    input:
+        curves="results/aggregate/{experiment}/{arch}/{dataset}/{measure}/curves.parquet",
+        optima="results/aggregate/{experiment}/{arch}/{dataset}/{measure}/optima.parquet",
+    output:
+        table="results/sensitivity/{experiment}/{arch}/{dataset}/{measure}/sensitivity.parquet",
+        summary="results/sensitivity/{experiment}/{arch}/{dataset}/{measure}/sensitivity.json",
+        figure=report("results/figures/{experiment}/{arch}/{dataset}/{measure}/sensitivity.png",
+                      caption="../report/sensitivity.rst", category="Sensitivity",
+                      subcategory="{experiment}",
+                      labels={"arch": "{arch}", "dataset": "{dataset}", "measure": "{measure}"}),
+    params:
+        settings=lambda w: analysis_json(w, keys=SENSITIVITY_KEYS),
+    log:
+        "results/logs/sensitivity/{experiment}/{arch}/{dataset}/{measure}.log",
+    shell:
+        "{PY} -m workflow_scripts.sensitivity --curves {input.curves} --optima {input.optima} "
+        "--settings {params.settings:q} --out-table {output.table} --out-json {output.summary} "
+        "--figure {output.figure} > {log} 2>&1"
+
+
 rule tables:
     input:
-        lambda w: [f"results/fit/{w.experiment}/{a}/{d}/{m}/fit.json"
-                   for a, d, m in analysis_outputs(w.experiment)],
+        fits=lambda w: [f"results/fit/{w.experiment}/{a}/{d}/{m}/fit.json"
+                        for a, d, m in analysis_outputs(w.experiment)],
+        sensitivity=lambda w: [f"results/sensitivity/{w.experiment}/{a}/{d}/{m}/sensitivity.json"
+                               for a, d, m in analysis_outputs(w.experiment)],
     output:
         report("results/tables/{experiment}/table1.csv", caption="../report/table1.rst",
                category="Tables", subcategory="{experiment}",
@@ -30,4 +57,4 @@ rule tables:
         "results/logs/tables/{experiment}.log",
     shell:
         "{PY} -m workflow_scripts.table --out-prefix results/tables/{wildcards.experiment}/table1 "
-        "{input} > {log} 2>&1"
+        "{input.fits} --sensitivity {input.sensitivity} > {log} 2>&1"

@@ -1,6 +1,7 @@
 """Config validation: every kind of bad input stops with a message naming the key."""
 import copy
 import json
+import re
 import subprocess
 import sys
 
@@ -108,3 +109,38 @@ def test_schema_lists_exactly_the_measures_the_trajectories_carry():
     assert set(cfg.MEASURES) == set(measures.MEASURES)
     assert set(cfg.ARCHS) == set(models.ARCHS)
     assert set(cfg.DATASETS) == set(models.INPUT_SPECS)
+
+
+def test_reproduce_experiment_holds_the_authors_windows():
+    config = load_config(REPO / "config" / "config.yaml")
+    a = cfg.analysis_settings(config, "reproduce", "vit", "cifar100")
+    assert a["window"] == {"x_left": 1e-32, "x_right": 1.5e-20} and a["gamma1_P_min"] == 31000
+    assert a["estimator"] == "both"
+    a = cfg.analysis_settings(config, "reproduce", "cnn", "cifar10")
+    assert a["window"]["x_left"] == 0 and a["P_min"] == 28000  # their "> 0": no lower bound
+    assert cfg.analysis_settings(config, "main", "cnn", "cifar10")["estimator"] == "ours"
+
+
+def test_windows_written_1e_minus_n_are_numbers_and_auto_is_accepted():
+    # YAML 1.1 reads "1e-30" as a string; the loader makes it the number it means
+    text = (REPO / "config" / "quick.yaml").read_text().replace(
+        "window: {x_left: 0.3, x_right: 0.9}", "window: {x_left: 1e-30, x_right: 1e-16}", 1)
+    config = load_config(yaml.safe_load(text))
+    assert cfg.analysis_settings(config, "main", "cnn", "digits")["window"] == \
+        {"x_left": 1e-30, "x_right": 1e-16}
+    c = mutated(lambda c: c["experiments"]["main"]["analysis"].update(window="auto"))
+    assert cfg.analysis_settings(load_config(c), "main", "cnn", "digits")["window"] == "auto"
+
+
+@pytest.mark.parametrize("mutation, message", [
+    (lambda c: c["experiments"]["main"]["analysis"].update(estimator="mine"),
+     "analysis.estimator: 'mine' is not one of"),
+    (lambda c: c["experiments"]["main"]["analysis"].update(window={"x_left": "small", "x_right": 0.1}),
+     "analysis.window.x_left: 'small' is not of type 'number'"),
+    (lambda c: c["experiments"]["main"]["analysis"].update(window={"x_left": 0.5, "x_right": 0.1}),
+     "x_left=0.5 must be < x_right=0.1"),
+    (lambda c: c.update(published={"dir": "/x", "experiment": "nope"}), "published.experiment"),
+])
+def test_invalid_analysis_choices_name_the_key(mutation, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(mutated(mutation))

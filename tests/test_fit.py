@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
@@ -365,3 +367,58 @@ def test_property_aggregate_then_fit(cells, seed):
         assert r["status"] == "ok"
     except FitError as exc:
         assert str(exc)
+
+
+def plateau_fit_data(rng, gamma1=0.45, x_plateau=0.02, n_seeds=6):
+    """Curves that follow k₁x^(−γ₁) only for x_plateau ≤ x ≤ ~0.85 (x = λ/λ_opt): below, they
+    flatten to a slope of −0.05 (a start-of-training plateau), above, the minimum's curvature."""
+    Ps = [100, 200, 400, 800, 1600]
+    grids, curves, lam, eps = [], [], [], []
+    for P in Ps:
+        lam_opt = 0.5 * P ** 0.8
+        grid = np.log(lam_opt) + np.linspace(math.log(1e-4), math.log(4.0), 70)
+        x = np.exp(grid) / lam_opt
+        shape = fit.synthetic_shape(np.maximum(x, x_plateau), gamma1) * np.minimum(x / x_plateau, 1) ** -0.05
+        eps_opt = 0.3 * (P / Ps[0]) ** (-0.36)
+        rows = eps_opt * shape[None, :] * np.exp(0.01 * rng.standard_normal((n_seeds, len(grid))))
+        grids.append(grid)
+        curves.append(rows)
+        lam.append(np.full(n_seeds, math.log(lam_opt)))
+        eps.append(rows.min(1))
+    return fit.FitData(P=np.array(Ps), grids=grids, curves=curves, log_lambda_star=lam, eps_star=eps)
+
+
+@pytest.mark.parametrize("estimator", ["ours", "authors"])
+def test_auto_window_finds_the_power_law_stretch(estimator):
+    rng = np.random.default_rng(0)
+    data = plateau_fit_data(rng)
+    s = {**SETTINGS, "estimator": estimator, "bootstrap": {"n": 20, "seed": 0}}
+    auto = fit.estimate(data, {**s, "window": "auto"})
+    w = auto["settings"]["window_resolved"]
+    # the window sits on the power law: right of the plateau, left of the minimum's curvature
+    assert 0.015 <= w["x_left"] <= 0.06 and 0.3 <= w["x_right"] <= fit.AUTO_X_MAX
+    assert auto["settings"]["window"] == "auto"
+    assert abs(auto["estimates"]["gamma1"]["value"] - 0.45) < 0.02
+    # a fixed window reaching into the plateau is biased: the check above can fail
+    wide = fit.estimate(data, {**s, "window": {"x_left": 1e-4, "x_right": 0.8}})
+    assert wide["estimates"]["gamma1"]["value"] < 0.45 - 0.05
+
+
+def test_auto_window_on_synthetic_seeds_recovers_gamma1():
+    for r, g1 in enumerate((0.3, 0.6)):
+        data = fit.simulate_fit_data(np.random.default_rng(r), [200, 400, 800, 1600, 3200], 10, g1,
+                                     0.8, x_range=(0.01, 5.0))
+        res = fit.estimate(data, {**SETTINGS, "window": "auto", "bootstrap": {"n": 20, "seed": 0}})
+        assert abs(res["estimates"]["gamma1"]["value"] - g1) < 0.03
+
+
+def test_auto_window_without_a_power_law_is_impossible():
+    """A curve whose log-slope changes fast everywhere (a steep parabola in log-log: the slope moves
+    by 40% of itself over 0.3 decades) has no constant stretch."""
+    Ps = [100, 200, 400]
+    grid = np.linspace(-1.2, 1, 60)
+    curves = [np.exp(2 * grid ** 2)[None, :].repeat(3, 0) for _ in Ps]
+    data = fit.FitData(P=np.array(Ps), grids=[grid + 0.5 * math.log(P) for P in Ps], curves=curves,
+                       log_lambda_star=[np.zeros(3)] * 3, eps_star=[np.ones(3)] * 3)
+    with pytest.raises(fit.FitError, match="window: auto found no stretch"):
+        fit.estimate(data, {**SETTINGS, "window": "auto"})

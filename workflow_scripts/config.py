@@ -76,6 +76,7 @@ def load_config(source) -> dict:
         config = copy.deepcopy(source)
     if not isinstance(config, dict):
         raise ConfigError("config must be a mapping at the top level")
+    _coerce_windows(config)
     _validate(config, SCHEMA, "")
     if "perceptron" in config and PERCEPTRON_SCHEMA.exists():
         _validate(config["perceptron"], PERCEPTRON_SCHEMA, "perceptron")
@@ -83,6 +84,24 @@ def load_config(source) -> dict:
     config = json.loads(json.dumps(config))
     check_semantics(config)
     return config
+
+
+def _coerce_windows(config: dict) -> None:
+    """YAML 1.1 (PyYAML, Snakemake) reads 1e-3 as a string, 1.0e-3 as a number: window bounds are
+    where such values are written, so numeric strings there become numbers."""
+    for exp in (config.get("experiments") or {}).values():
+        if not isinstance(exp, dict):
+            continue
+        for block in [exp.get("analysis"), *[ov.get("analysis") for ov in exp.get("overrides") or []
+                                             if isinstance(ov, dict)]]:
+            window = block.get("window") if isinstance(block, dict) else None
+            if isinstance(window, dict):
+                for k, v in window.items():
+                    if isinstance(v, str):
+                        try:
+                            window[k] = float(v)
+                        except ValueError:
+                            pass  # not a number: the schema says so
 
 
 def check_semantics(config: dict) -> None:
@@ -94,6 +113,11 @@ def check_semantics(config: dict) -> None:
         if unknown:
             raise ConfigError(f"config key ablations.{name}.experiments: unknown {unknown}; "
                               f"allowed: {sorted(experiments)}")
+    pub = config["published"]
+    if pub["dir"] is not None and pub["experiment"] not in experiments:
+        raise ConfigError(f"config key published.experiment: unknown experiment "
+                          f"{pub['experiment']!r} (its analysis settings refit the published "
+                          f"curves); allowed: {sorted(experiments)}")
     for name, exp in experiments.items():
         where = f"experiments.{name}"
         if exp["reuse"] is not None:
@@ -111,7 +135,7 @@ def check_semantics(config: dict) -> None:
             for dataset in exp["datasets"]:
                 a = analysis_settings(config, name, arch, dataset)
                 w = a["window"]
-                if w["x_left"] >= w["x_right"]:
+                if w != "auto" and w["x_left"] >= w["x_right"]:
                     raise ConfigError(f"config key {where}.analysis.window (for {arch}/{dataset}):"
                                       f" x_left={w['x_left']} must be < x_right={w['x_right']}")
                 if a["P_min"] is not None and a["P_max"] is not None and a["P_min"] > a["P_max"]:

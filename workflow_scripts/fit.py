@@ -772,6 +772,8 @@ def run(curves_path, optima_path, settings: dict, out) -> dict:
                   "bootstrap": {"n": st.n_boot, "seed": st.seed, "level": st.level}}
     result["schema"] = FIT_SCHEMA
     result["group"] = cmeta.get("group", {})
+    if cmeta.get("published"):  # the source file and the values its authors stored
+        result["published"] = cmeta["published"]
     result["aggregate_schema"] = cmeta.get("schema", SCHEMA)
     result["provenance"] = provenance.provenance(config=settings, inputs=[curves_path, optima_path],
                                                  stage="fit")

@@ -42,34 +42,61 @@ HEAD_TEX = {"gamma1": r"$\gamma_1$", "gamma2": r"$\gamma_2$", "gamma_pred": r"$\
             "gamma_pred_minus_meas": r"$\gamma_\mathrm{pred}-\gamma_\mathrm{meas}$"}
 
 
-def rows_from_fits(paths) -> pd.DataFrame:
-    """One row per fit.json: group, status, every exponent with its interval, published values."""
+def rows_from_fits(paths, sensitivity=()) -> pd.DataFrame:
+    """One row per (fit.json, estimator): group, status, every exponent with its interval, the
+    paper's values, the values stored in a published file, and (given sensitivity.json files) the
+    share of the sensitivity grid where the γ_pred and γ_meas intervals overlap."""
+    overlap = {}
+    for p in sensitivity:
+        sens = io.read_json(p)
+        g = sens.get("group") or {}
+        for est, share in (sens.get("overlap_share") or {}).items():
+            overlap[(g.get("experiment"), g.get("arch"), g.get("dataset"), g.get("measure"), est)] = share
     rows = []
     for p in paths:
         fit = io.read_json(p)
         g = fit.get("group") or {}
-        row = {"experiment": g.get("experiment"), "arch": g.get("arch"), "dataset": g.get("dataset"),
-               "measure": g.get("measure"), "status": fit.get("status"), "reason": fit.get("reason") or "",
-               "fit": str(p)}
-        est = fit.get("estimates") or {}
-        for k in EXPONENTS:
-            e = est.get(k) or {}
-            for field in ("value", "ci_low", "ci_high", "se"):
-                v = e.get(field)
-                row[f"{k}_{field}" if field != "value" else k] = math.nan if v is None else float(v)
-        row["n_P"] = len((fit.get("P_used") or {}).get("gamma_meas") or [])
-        pub = PUBLISHED.get((row["arch"], row["dataset"]), {})
-        row["paper_gamma_pred"] = pub.get("gamma_pred", math.nan)
-        row["paper_gamma_meas"] = pub.get("gamma_meas", math.nan)
-        row["paper_sigma"] = pub.get("sigma", math.nan)
-        rows.append(row)
+        stored = (fit.get("published") or {}).get("stored") or {}
+        by = fit.get("by_estimator") or {fit.get("estimator") or "ours": fit}
+        for estimator, res in by.items():
+            row = {"experiment": g.get("experiment"), "arch": g.get("arch"), "dataset": g.get("dataset"),
+                   "measure": g.get("measure"), "estimator": estimator, "status": res.get("status"),
+                   "reason": res.get("reason") or "", "fit": str(p)}
+            est = res.get("estimates") or {}
+            for k in EXPONENTS:
+                e = est.get(k) or {}
+                for field in ("value", "ci_low", "ci_high", "se", "se_ols"):
+                    v = e.get(field)
+                    row[f"{k}_{field}" if field != "value" else k] = math.nan if v is None else float(v)
+            row["n_P"] = len((res.get("P_used") or {}).get("gamma_meas") or [])
+            pub = PUBLISHED.get((row["arch"], row["dataset"]), {})
+            row["paper_gamma_pred"] = pub.get("gamma_pred", math.nan)
+            row["paper_gamma_meas"] = pub.get("gamma_meas", math.nan)
+            row["paper_sigma"] = pub.get("sigma", math.nan)
+            for k, name in (("gamma1", "gamma_1"), ("gamma2", "gamma_2"), ("gamma_pred", "gamma_pred")):
+                row[f"stored_{k}"] = float(stored[name]) if name in stored else math.nan
+            row["overlap_share"] = overlap.get((row["experiment"], row["arch"], row["dataset"],
+                                                row["measure"], estimator), math.nan)
+            rows.append(row)
     df = pd.DataFrame(rows)
     if len(df):
         df["_a"] = df["arch"].map(ARCH_ORDER).fillna(99)
         df["_d"] = df["dataset"].map(DATASET_ORDER).fillna(99)
-        df = df.sort_values(["experiment", "measure", "_a", "_d", "arch", "dataset"],
+        df = df.sort_values(["experiment", "measure", "_a", "_d", "arch", "dataset", "estimator"],
                             na_position="last").drop(columns=["_a", "_d"]).reset_index(drop=True)
     return df
+
+
+def _extra(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Optional columns present in this table: (column, Markdown head, LaTeX head)."""
+    out = []
+    if len(df) and df["stored_gamma1"].notna().any():
+        out += [("stored_gamma1", "stored γ₁", r"stored $\gamma_1$"),
+                ("stored_gamma2", "stored γ₂", r"stored $\gamma_2$"),
+                ("stored_gamma_pred", "stored γ₁γ₂", r"stored $\gamma_1\gamma_2$")]
+    if len(df) and df["overlap_share"].notna().any():
+        out.append(("overlap_share", "overlap share", "overlap share"))
+    return out
 
 
 def _fmt(v, lo=None, hi=None, digits=2) -> str:
@@ -89,17 +116,22 @@ def _multi(df, col) -> bool:
     return df[col].nunique(dropna=False) > 1
 
 
+def _lead(df: pd.DataFrame) -> list[str]:
+    return [c for c in ("experiment", "measure", "estimator") if len(df) and _multi(df, c)]
+
+
 def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
-    lead = [c for c in ("experiment", "measure") if len(df) and _multi(df, c)]
+    lead = _lead(df)
+    extra = _extra(df)
     head = ([c for c in lead] + ["arch", "dataset"] + [HEAD_MD[k] for k in EXPONENTS]
-            + ["paper γ_pred", "paper γ_meas", "paper σ", "status"])
+            + [h for _, h, _ in extra] + ["paper γ_pred", "paper γ_meas", "paper σ", "status"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in df.iterrows():
         c = _cells(r, digits)
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
         cells = ([str(r[x]) for x in lead] + [ARCH_LABEL.get(r["arch"], str(r["arch"])),
                                               DATASET_LABEL.get(r["dataset"], str(r["dataset"]))]
-                 + [c[k] for k in EXPONENTS]
+                 + [c[k] for k in EXPONENTS] + [_fmt(r[col], digits=digits) for col, _, _ in extra]
                  + [_fmt(r["paper_gamma_pred"]), _fmt(r["paper_gamma_meas"]), _fmt(r["paper_sigma"]),
                     status.replace("|", "/")])
         lines.append("| " + " | ".join(cells) + " |")
@@ -107,6 +139,12 @@ def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
     lines.append("")
     lines.append(f"Values: point estimate [{level} bootstrap percentile interval, seeds resampled "
                  "within each P]. Paper: Table 1 of arXiv:2505.13230 (γ_pred / γ_meas / σ).")
+    if any(col == "overlap_share" for col, _, _ in extra):
+        lines.append("Overlap share: the fraction of the sensitivity grid (windows × γ₁ min P) where "
+                     "the γ_pred and γ_meas intervals overlap.")
+    if any(col.startswith("stored") for col, _, _ in extra):
+        lines.append("Stored: the values saved in the published file by its authors; published "
+                     "seed means have no per-seed data, so no bootstrap intervals.")
     return "\n".join(lines) + "\n"
 
 
@@ -118,9 +156,10 @@ def _tex_escape(s: str) -> str:
 
 
 def to_latex(df: pd.DataFrame, digits: int = 2) -> str:
-    lead = [c for c in ("experiment", "measure") if len(df) and _multi(df, c)]
+    lead = _lead(df)
+    extra = _extra(df)
     head = ([_tex_escape(c) for c in lead] + ["Arch.", "Dataset"] + [HEAD_TEX[k] for k in EXPONENTS]
-            + [r"paper $\gamma_\mathrm{pred}$", r"paper $\gamma_\mathrm{meas}$", r"paper $\sigma$"])
+            + [t for _, _, t in extra] + [r"paper $\gamma_\mathrm{pred}$", r"paper $\gamma_\mathrm{meas}$", r"paper $\sigma$"])
     out = [r"\begin{tabular}{" + "l" * (len(lead) + 2) + "c" * (len(head) - len(lead) - 2) + "}",
            r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
     for _, r in df.iterrows():
@@ -130,6 +169,7 @@ def to_latex(df: pd.DataFrame, digits: int = 2) -> str:
             vals = [r"\multicolumn{%d}{c}{\emph{fit impossible: %s}}" % (span, _tex_escape(r["reason"]))]
         else:
             vals = [c[k].replace("—", "--") for k in EXPONENTS]
+        vals += [_fmt(r[col], digits=digits).replace("—", "--") for col, _, _ in extra]
         cells = ([_tex_escape(str(r[x])) for x in lead]
                  + [ARCH_LABEL.get(r["arch"], _tex_escape(str(r["arch"]))),
                     DATASET_LABEL.get(r["dataset"], _tex_escape(str(r["dataset"])))]
@@ -141,11 +181,11 @@ def to_latex(df: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_table(fits, prefix) -> pd.DataFrame:
+def write_table(fits, prefix, sensitivity=()) -> pd.DataFrame:
     fits = [Path(p) for p in fits]
     if not fits:
         raise ValueError("no fit.json files given")
-    df = rows_from_fits(fits)
+    df = rows_from_fits(fits, sensitivity)
     prefix = str(prefix)
     with io.atomic_path(prefix + ".csv") as tmp:
         df.to_csv(tmp, index=False)  # full precision: the CSV is for machines
@@ -157,7 +197,8 @@ def write_table(fits, prefix) -> pd.DataFrame:
     io.write_json({"rows": df.astype(object).where(df.notna(), None).to_dict("records"),
                    "outputs": provenance.inputs_with_hashes(rendered),  # so a swapped file shows
                    "published": {f"{a}/{d}": v for (a, d), v in PUBLISHED.items()},
-                   "provenance": provenance.provenance(inputs=fits, stage="table")},
+                   "provenance": provenance.provenance(inputs=[*fits, *map(Path, sensitivity)],
+                                                       stage="table")},
                   prefix + ".json")
     return df
 
@@ -166,10 +207,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m workflow_scripts.table",
                                  description="Table 1 (CSV, Markdown, LaTeX + JSON sidecar) from fit.json files.")
     ap.add_argument("fits", nargs="+", help="fit.json files (one per arch, dataset)")
+    ap.add_argument("--sensitivity", nargs="*", default=[],
+                    help="sensitivity.json files: adds the overlap-share column")
     ap.add_argument("--out-prefix", required=True,
                     help="writes <prefix>.csv, <prefix>.md, <prefix>.tex and <prefix>.json")
     args = ap.parse_args(argv)
-    df = write_table(args.fits, args.out_prefix)
+    df = write_table(args.fits, args.out_prefix, args.sensitivity)
     print(f"{len(df)} rows, {(df['status'] == 'ok').sum()} fitted", file=sys.stderr)
     return 0
 
