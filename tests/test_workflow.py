@@ -38,8 +38,10 @@ def test_all_targets_exist(workflow_run):
     planned = snakemake(workflow_run, "-n", "--cores", "2")
     assert "Nothing to be done" in planned.stdout + planned.stderr
     figures = sorted((workflow_run / "results" / "figures").rglob("*.png"))
-    # main and norms: 3 panel figures + 2 grids each; the norms ablation: curves + collapse
-    assert len(figures) == 2 * 5 + 2
+    # main and norms: 3 panel figures + 2 grids + the sensitivity heat maps each; the norms
+    # ablation: curves + collapse
+    assert len(figures) == 2 * 6 + 2
+    assert len([f for f in figures if f.name == "sensitivity.png"]) == 2
     for fig in figures:
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
     for ext in ("csv", "md", "tex"):
@@ -108,5 +110,7 @@ def test_paper_grid_dry_run_lists_every_cell(tmp_path):
     ablations = (3 * 3 * 8 + 2 * 8 + 2 * 8) * 3  # weight decay, sgd, long: 15 seeds in 3 batches
     assert int(counts["train"]) == main + ablations
     assert int(counts["download"]) == 3
-    # fits: main 9, three weight decays 9, sgd 2, long 2, norms 3x4 (no training), authors 9
-    assert int(counts["fit"]) == 9 + 9 + 2 + 2 + 12 + 9
+    # fits: main 9, three weight decays 9, sgd 2, long 2, norms 3x4 (no training), authors 9,
+    # reproduce 9 (no training); one sensitivity grid per fit
+    assert int(counts["fit"]) == 9 + 9 + 2 + 2 + 12 + 9 + 9
+    assert int(counts["sensitivity"]) == int(counts["fit"])

@@ -58,7 +58,10 @@ def _interval(e: dict) -> tuple[float, float]:
 
 def grid(data: FitData, settings: dict | Settings, progress=None) -> tuple[pd.DataFrame, dict]:
     """Every cell's estimates (DataFrame) and the summary (dict with overlap_share per estimator)."""
-    st = settings if isinstance(settings, Settings) else Settings.from_dict(settings)
+    # The window is the grid's to vary: the rule passes settings without one (a window change
+    # must not rerun the grid), so a placeholder stands in until every cell sets its own.
+    st = settings if isinstance(settings, Settings) else Settings.from_dict(
+        {"window": {"x_left": 0.0, "x_right": 1.0}, **settings})
     raw = settings if isinstance(settings, dict) else {}
     sens = raw.get("sensitivity") or {}
     n_windows, n_boot = int(sens.get("windows", 6)), int(sens.get("bootstrap", 100))
