@@ -145,6 +145,45 @@ def test_selector_errors_are_usage_errors(run, capsys):
     assert rc == 2 and "gamma_pred" in err
 
 
+@pytest.mark.slow
+def test_table_with_both_estimators(copy, monkeypatch, capsys):
+    """A fit with estimator both gives two Table 1 rows; each audits against its own estimator."""
+    from workflow_scripts import fit as fit_mod, table
+
+    monkeypatch.chdir(copy)
+    agg = "results/aggregate/main/cnn/digits/spectral_complexity"
+    settings = io.read_json("results/fit/main/cnn/digits/spectral_complexity/fit.json")["provenance"]["config"]
+    out = "results/fit/both/cnn/digits/spectral_complexity/fit.json"
+    assert fit_mod.main(["--curves", f"{agg}/curves.parquet", "--optima", f"{agg}/optima.parquet",
+                         "--settings", json.dumps({**settings, "estimator": "both"}), "--out", out]) == 0
+    assert table.main([out, "--out-prefix", "results/tables/both/table1"]) == 0
+    capsys.readouterr()
+    fitted = io.read_json(out)
+    csv_path = copy / "results/tables/both/table1.csv"
+    for est in ("ours", "authors"):
+        rc, stdout, err = audit_in_process(capsys, csv_path, "--row", f"cnn/digits/{est}",
+                                           "--number", "gamma1", "--json", copy / f"{est}.json")
+        assert rc == 0, stdout + err
+        assert io.read_json(copy / f"{est}.json")["selected"]["value"] == \
+            fitted["by_estimator"][est]["estimates"]["gamma1"]["value"]
+    assert fitted["by_estimator"]["ours"]["estimates"]["gamma1"]["value"] != \
+        fitted["by_estimator"]["authors"]["estimates"]["gamma1"]["value"]
+    rc, _, err = audit_in_process(capsys, csv_path, "--row", "cnn/digits", "--number", "gamma1")
+    assert rc == 2 and "matches 2 of the rows" in err and "/authors" in err and "/ours" in err
+    # the authors' row printing ours is a mismatch
+    rows = list(csv.DictReader(open(csv_path)))
+    ours = next(r for r in rows if r["estimator"] == "ours")
+    for r in rows:
+        if r["estimator"] == "authors":
+            r["gamma1"] = ours["gamma1"]
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    rc, _, err = audit_in_process(capsys, csv_path, "--row", "cnn/digits/authors", "--number", "gamma1")
+    assert rc == 1 and "value mismatch" in err and "by_estimator.authors" in err
+
+
 # ---------------------------------------------------------------------------------------------
 # tampering is caught, naming the file and both hashes
 
@@ -322,9 +361,9 @@ def test_report_lists_every_figure_and_table(run, tmp_path):
     text = html.read_text()
     results = json.loads(re.search(r"var results = (\{.*?\});\n", text).group(1))
     figures = sorted(str(p.relative_to(run)) for p in (run / "results/figures").rglob("*.png"))
-    # every figure: per panel, grids, and the ablations' (named after the ablation)
+    # every figure: per panel, grids, sensitivity heat maps, and the ablations' (named after the ablation)
     wanted = figures
-    assert len(wanted) == 12
+    assert len(wanted) == 14
     tables = sorted(str(p.relative_to(run)) for p in (run / "results/tables").rglob("*.csv"))
     assert len(tables) == 3
     for path in wanted + tables + ["results/numbers/numbers.tsv"]:

@@ -138,15 +138,22 @@ def select_one(candidates: list[tuple[dict, object]], row: str | None, what: str
         if len(candidates) == 1:
             return candidates[0][1]
         raise UsageError(f"{what} has {len(candidates)} rows: choose one with --row "
-                         + ", ".join("/".join(i[k] for k in IDENTITY) for i, _ in candidates))
+                         + ", ".join("/".join(map(str, i.values())) for i, _ in candidates))
     want = [p for p in row.strip("/").split("/") if p]
     hits = []
     for ident, obj in candidates:
-        parts = [ident[k] for k in IDENTITY]
-        if any(parts[i:i + len(want)] == want for i in range(len(parts) - len(want) + 1)):
+        parts, w = [str(ident[k]) for k in IDENTITY], want
+        if "estimator" in ident:  # a table with both estimators: the row may end in one
+            from .fit import ESTIMATORS
+
+            if w and w[-1] in ESTIMATORS:
+                if w[-1] != ident["estimator"]:
+                    continue
+                w = w[:-1]
+        if any(parts[i:i + len(w)] == w for i in range(len(parts) - len(w) + 1)):
             hits.append((ident, obj))
     if len(hits) != 1:
-        listed = ", ".join("/".join(i[k] for k in IDENTITY) for i, _ in candidates)
+        listed = ", ".join("/".join(map(str, i.values())) for i, _ in candidates)
         raise UsageError(f"--row {row!r} matches {len(hits)} of the rows of {what} "
                          f"({listed}); give more components")
     return hits[0][1]
@@ -467,6 +474,7 @@ class Auditor:
             if (only is not None and fp.resolve() not in only) or not fp.exists():
                 continue
             fit = _read_json(fp)
+            fit = (fit.get("by_estimator") or {}).get(row.get("estimator"), fit)  # its estimator's
             for q in ("gamma1", "gamma2", "gamma_pred", "gamma_meas", "gamma_pred_minus_meas"):
                 if q in row and fit.get("status") == "ok":
                     if not same_number(row[q], fit["estimates"][q]["value"]):
@@ -647,14 +655,21 @@ def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tupl
     prefix = side.with_suffix("")
     csv_path = prefix.with_suffix(".csv")
     df = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])  # pandas >= 3 reads floats exactly
-    cands = [(fit_identity(r["fit"], {k: r.get(k) for k in IDENTITY}), r) for _, r in df.iterrows()]
+    by_est = "estimator" in df and df.groupby("fit")["estimator"].nunique().max() > 1
+    cands = [({**fit_identity(r["fit"], {k: r.get(k) for k in IDENTITY}),
+               **({"estimator": r["estimator"]} if by_est else {})}, r) for _, r in df.iterrows()]
     r = select_one(cands, row, aud.show(csv_path))
     col = q if fld == "value" else f"{q}_{fld}"
     fit_path = aud.resolve(str(r["fit"]))
     if not fit_path.exists():
         raise UsageError(f"{aud.show(csv_path)}: the row's fit {r['fit']} does not exist")
     fit = _read_json(fit_path)
+    estimator = r.get("estimator") if "estimator" in df else None
+    if fit.get("by_estimator") and estimator in fit["by_estimator"]:
+        fit = fit["by_estimator"][estimator]  # one row per estimator of a fit with both
     want, where = fit_value(fit, q, fld, None, aud.show(fit_path))
+    if estimator is not None and "by_estimator" in _read_json(fit_path):
+        where = f"by_estimator.{estimator}.{where}"
     v = r[col]
     printed = [(f"{aud.show(csv_path)} column {col}", None if pd.isna(v) else float(v))]
     problems = []
@@ -662,7 +677,8 @@ def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tupl
         problems.append(f"value mismatch: {aud.show(csv_path)} row {r['fit']} column {col} = "
                         f"{printed[0][1]!r}, {aud.show(fit_path)} {where} = {want!r}")
     for row_d in _read_json(side).get("rows") or []:
-        if row_d.get("fit") == r["fit"] and not same_number(row_d.get(col), want):
+        if row_d.get("fit") == r["fit"] and row_d.get("estimator", estimator) == estimator \
+                and not same_number(row_d.get(col), want):
             problems.append(f"value mismatch: {aud.show(side)} row {r['fit']} {col} = "
                             f"{row_d.get(col)!r}, {aud.show(fit_path)} {where} = {want!r}")
     idx = {"value": 0, "ci_low": 1, "ci_high": 2}.get(fld)
@@ -696,7 +712,8 @@ def _row_matches(header: list[str], cells: list[str], r, tex: bool) -> bool:
     esc = tab._tex_escape if tex else (lambda s: s)
     expect = {esc("experiment"): esc(str(r["experiment"])), esc("measure"): esc(str(r["measure"])),
               ("Arch." if tex else "arch"): tab.ARCH_LABEL.get(r["arch"], esc(str(r["arch"]))),
-              ("Dataset" if tex else "dataset"): tab.DATASET_LABEL.get(r["dataset"], esc(str(r["dataset"])))}
+              ("Dataset" if tex else "dataset"): tab.DATASET_LABEL.get(r["dataset"], esc(str(r["dataset"]))),
+              esc("estimator"): esc(str(r.get("estimator")))}
     found = False
     for h, want in expect.items():
         if h in header:
