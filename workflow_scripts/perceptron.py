@@ -63,6 +63,21 @@ Replica theory of the fixed-norm curve (``replica_fixed_norm``), N → ∞, Gaus
     at α = 5 the minimum over λ of ε(λ) is 0.0840 against the Bayes-optimal 0.0839; and they agree
     with the finite-N minimiser (``fixed_norm_curve``) within its sampling error.
 
+The α → ∞ limit curve (``limit_curve``)
+    At fixed λ as α → ∞, R → 1 and x → 0. With M_x(ω) ≈ V(ω) − x V'(ω)²/2 the energy is
+    e ≈ −s²/(2x) + α E V(ω) − α x E[V'(ω)²]/2, s = √(1 − R²); its maximum over x (at
+    x = s/√(αB)) is e ≈ α E V(R|u| + s z) − s √(αB), B = E V'(|u|)². Expanding in s,
+    E V(√(1 − s²)|u| + s z) = E V(|u|) + (s²/2) A, A = E V''(|u|) − E[|u| V'(|u|)], and the
+    minimum over s is at s = √B/(A√α). With ε ≈ s/π and ε_Hebb ≈ 1/√(2πα):
+        f(λ) = ε/ε_Hebb → √(2/π) √B / A,   expectations over |u| (density 2φ(u), u > 0).
+    λ → 0: V' → −λ, V'' = O(λ²), A → λ√(2/π), B → λ², f → 1 (the Hebb rule). λ → ∞ (t = 2λu):
+    B ≈ 2φ(0)·2λ ∫₀^∞ σ(−t)² dt = 4λφ(0)(ln 2 − ½), E V'' ≈ 2φ(0)·2λ ∫₀^∞ σ(t)σ(−t) dt = 2λφ(0),
+    E|u|V' = O(1/λ), so f ≈ c λ^(−½), c = 2^(3/4) π^(−1/4) √(ln 2 − ½) ≈ 0.555: the exponent ½ of
+    the paper's γ₁ is the slope of this curve at large λ. The expansion needs s ≪ 1/λ (the field's
+    step at ω = 0 narrower than V's scale), i.e. λ ≪ √α: at finite α the curve ε/ε₀(λ) follows f
+    up to λ ~ √α and turns up to its minimum at λ_opt ≈ 0.88 α, so the local slope
+    −d log(ε/ε₀)/d log λ peaks below ½ (≈ ½ − 0.76 α^(−2/3)) on 3 ≲ λ ≲ 0.01 λ_opt.
+
 Closed forms (references: A. Engel & C. Van den Broeck, Statistical Mechanics of Learning, CUP 2001,
 chapters 2-4)
     Hebb (Vallet 1989): R = √(2α/(2α + π)), ε_Hebb = arccos(R)/π → 1/√(2πα) ≈ 0.399/√α.
@@ -291,33 +306,63 @@ def log_steps(steps: int, n_log: int) -> np.ndarray:
 
 
 # 1-D quadrature over the field ω (composite Gauss–Legendre): population loss and replica theory.
-def _omega_grid(lo=-12.0, hi=12.0, panels=240, order=16):
+def _omega_grid(lo=-12.0, hi=12.0, panels=240, order=16, refine=None):
+    """Nodes and weights on [lo, hi]: ``panels`` uniform panels, plus, when ``refine`` = h > 0,
+    panels that halve geometrically towards 0 from the uniform width down to h on both sides.
+
+    Why the refinement: the density 2φ(ω)Φ(Rω/s) of ω = R|u| + s z is a step of width s at 0
+    (s = √(1 − R²) → 0 like α^(−1/2)), and the proximal shift ψ varies on the scale 1/λ there;
+    uniform panels of width 0.1 make ε 2.5% wrong at α = 500. The tails stay at ±12 (φ(12) ~ 1e-32)."""
     x, w = np.polynomial.legendre.leggauss(order)
     edges = np.linspace(lo, hi, panels + 1)
+    if refine is not None and lo < 0 < hi:
+        width = (hi - lo) / panels
+        h = min(float(refine), width / 2)
+        geo = [h]
+        while geo[-1] * 2 < width:
+            geo.append(geo[-1] * 2)
+        geo = np.array(geo)
+        edges = np.unique(np.concatenate([edges[np.abs(edges) >= width], -geo, geo, [0.0]]))
     h = np.diff(edges)[:, None]
     return (edges[:-1, None] + (x[None] + 1) / 2 * h).ravel(), (w[None] * h / 2).ravel()
 
 
 OMEGA, OMEGA_W = _omega_grid()
+REFINE_FRACTION = 0.01  # the smallest panel is 1/100 of the narrowest feature, min(s, 1/λ)
+
+
+def omega_grid_for(R: float, lam: float):
+    """The grid for an integral over ω at overlap R and sharpness λ (refined to min(s, 1/λ)/100)."""
+    s = math.sqrt(max(1.0 - R * R, 0.0))
+    scale = min(s, 1.0 / lam) if s > 0 else 1.0 / lam
+    return _omega_grid(refine=max(REFINE_FRACTION * scale, 1e-12))
 
 
 def _field_weights(R: float, omega=OMEGA):
     """p(ω) (skew-normal density of ω = R|u| + s z) and m(ω) = E[|u| δ(ω − ·)], s = √(1 − R²)."""
-    s = math.sqrt(max(1.0 - R * R, 1e-300))
+    p, k, s = _field_density(R, omega)
+    return p, k + R * omega * p, s
+
+
+def _field_density(R: float, omega):
+    """p(ω) and k(ω) = m(ω) − Rω p(ω) = 2 s φ(ω) φ(Rω/s), the combination in the (∂R) equation
+    written without the cancellation of m against Rωp (both O(1) where k is O(s))."""
+    s = math.sqrt(max((1.0 - R) * (1.0 + R), 1e-300))
     phi = np.exp(-omega ** 2 / 2) / math.sqrt(2 * math.pi)
     t = R * omega / s
-    Phi = special.ndtr(t)
-    p = 2 * phi * Phi
-    m = 2 * phi * (s * np.exp(-t ** 2 / 2) / math.sqrt(2 * math.pi) + R * omega * Phi)
-    return p, m, s
+    p = 2 * phi * special.ndtr(t)
+    k = 2 * s * phi * np.exp(-t ** 2 / 2) / math.sqrt(2 * math.pi)
+    return p, k, s
 
 
 def population_loss(loss: str, lam: float, R: float) -> float:
     """E ℓ(Δ) over fresh Gaussian inputs for a student with λ = ‖w‖/√N and overlap R: Δ = λω."""
     if not np.isfinite(R) or not np.isfinite(lam):
         return math.nan
-    p, _, _ = _field_weights(float(np.clip(R, -1 + 1e-15, 1 - 1e-15)))
-    return float(np.sum(OMEGA_W * p * loss_value(loss, lam * OMEGA)))
+    R = float(np.clip(R, -1 + 1e-15, 1 - 1e-15))
+    om, wq = omega_grid_for(abs(R), max(lam, 1e-12))
+    p, _, _ = _field_density(R, om)
+    return float(np.sum(wq * p * loss_value(loss, lam * om)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -613,12 +658,17 @@ def _prox_shift(omega, x, lam, tol=1e-13, maxit=400):
 
 
 def _replica_residual(v, lam, alpha):
-    R, x = special.expit(v[0]), math.exp(v[1])
-    p, m, s = _field_weights(R)
-    psi = _prox_shift(OMEGA, x, lam)
-    e1 = alpha * np.sum(OMEGA_W * p * psi ** 2) - (1 - R * R)
-    e2 = alpha / s ** 2 * np.sum(OMEGA_W * psi * (m - R * OMEGA * p)) - R
-    return [e1 / (1 - R * R), e2 / R]
+    # 1 − R² from expit(−v₀) keeps its digits as R → 1 (α → ∞); the clips keep a wild trial
+    # step of the root finder finite
+    v0, v1 = float(np.clip(v[0], -700, 700)), float(np.clip(v[1], -700, 700))
+    R, x = special.expit(v0), math.exp(v1)
+    s2 = max(special.expit(-v0) * (1 + R), 1e-300)
+    om, wq = omega_grid_for(R, lam)
+    p, k, s = _field_density(R, om)
+    psi = _prox_shift(om, x, lam)
+    e1 = alpha * np.sum(wq * p * psi ** 2) - s2
+    e2 = alpha / s2 * np.sum(wq * psi * k) - R
+    return [e1 / s2, e2 / R]
 
 
 def replica_fixed_norm(alpha: float, lambdas, tol: float = 1e-9) -> pd.DataFrame:
@@ -663,6 +713,37 @@ def replica_fixed_norm(alpha: float, lambdas, tol: float = 1e-9) -> pd.DataFrame
                      "x": math.exp(v[1]), "test_error": float(error_from_overlap(R)),
                      "residual": res, "converged": bool(res < tol)})
     return pd.DataFrame(rows)
+
+
+# the α → ∞ limit of ε/ε_Hebb at fixed λ (module docstring, "The α → ∞ limit curve")
+LIMIT_C = 2 ** 0.75 * math.pi ** -0.25 * math.sqrt(math.log(2) - 0.5)  # f(λ) ≈ c λ^(−½), λ → ∞
+
+
+def limit_moments(lam: float) -> tuple[float, float]:
+    """(A, B) = (E V''(|u|) − E[|u| V'(|u|)], E V'(|u|)²) for V(Δ) = log(1 + e^(−2λΔ)), u ~ N(0, 1).
+
+    The integrands vary on the scale 1/λ at u = 0: the grid of ``_omega_grid`` refined to 1/(100λ),
+    its nodes on u > 0 (the panels are split at 0), with the half-normal density 2φ(u)."""
+    om, w = _omega_grid(refine=REFINE_FRACTION / lam)
+    u, w = om[om > 0], w[om > 0]
+    dens = 2 * np.exp(-u * u / 2) / math.sqrt(2 * math.pi)
+    sm = special.expit(-2 * lam * u)                  # σ(−2λu); V' = −2λσ(−2λu)
+    v2 = 4 * lam * lam * sm * (1 - sm)                # V'' = 4λ² σ(2λu) σ(−2λu)
+    A = float(np.sum(w * dens * (v2 + 2 * lam * u * sm)))
+    B = float(np.sum(w * dens * 4 * lam * lam * sm * sm))
+    return A, B
+
+
+def limit_curve(lambdas) -> np.ndarray:
+    """f(λ) = lim_{α→∞} ε(α, λ)/ε_Hebb(α) = √(2/π) √B / A (module docstring); f(0+) = 1."""
+    lambdas = np.asarray(lambdas, dtype=float)
+    if np.any(lambdas <= 0):
+        raise ValueError("λ values must be > 0")
+    out = np.empty(lambdas.shape)
+    for i, lam in np.ndenumerate(lambdas):
+        A, B = limit_moments(float(lam))
+        out[i] = math.sqrt(2 / math.pi) * math.sqrt(B) / A
+    return out
 
 
 def reference_curves(alphas) -> pd.DataFrame:
