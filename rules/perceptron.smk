@@ -18,6 +18,13 @@ if PERCEPTRON is not None:
     PCP_FIG_ALPHA = pcp.alpha_tag(PERCEPTRON["figures"]["alpha"])
     PCP_ANALYSIS = PERCEPTRON["analysis"]
     PCP_THEORY_ALPHAS = PERCEPTRON["theory"]["alphas"] or PERCEPTRON["alphas"]
+    PCP_SCALING = PERCEPTRON["scaling"]
+    PCP_LARGE = PERCEPTRON["large_alpha"]
+    # the large-α GD runs (own N), read only by the paper-variable analysis
+    PCP_LARGE_DIRS = ([f"{PCP_DIR}/large_alpha/N{PCP_LARGE['N']}/alpha{pcp.alpha_tag(a)}/"
+                       f"{cfg.batch_name(b)}" for a in PCP_LARGE["alphas"]
+                       for b in pcp.run_settings(PERCEPTRON, "large_alpha")["batches"]]
+                      if PCP_LARGE["enabled"] else [])
 
     def pcp_runs(kind):
         """Settings of the GD runs of ``kind``: 'train' (main loss) or 'square_loss'."""
@@ -31,7 +38,7 @@ if PERCEPTRON is not None:
     def pcp_batch(wildcards):
         """The seeds of one GD job, checked against the config."""
         run = pcp_runs(wildcards.kind)
-        if int(wildcards.N) != PCP_N or not any(pcp.alpha_tag(a) == wildcards.alpha
+        if int(wildcards.N) != run["N"] or not any(pcp.alpha_tag(a) == wildcards.alpha
                                                 for a in run["alphas"]):
             raise WorkflowError(f"perceptron {wildcards.kind} N={wildcards.N} "
                                 f"alpha={wildcards.alpha} is not in the config")
@@ -49,13 +56,14 @@ if PERCEPTRON is not None:
         perceptron_figure_trajectory,
         perceptron_figure_scaling,
         perceptron_figure_square_loss,
+        perceptron_figure_paper_variables,
         perceptron_all,
 
     rule perceptron_train:
         output:
             directory(PCP_DIR + "/{kind}/N{N,\\d+}/alpha{alpha,[0-9.]+}/seeds{first}-{last}"),
         wildcard_constraints:
-            kind="train|square_loss",
+            kind="train|square_loss|large_alpha",
         params:
             seeds=lambda w: " ".join(map(str, pcp_batch(w))),
             steps=lambda w: pcp_runs(w.kind)["steps"],
@@ -136,6 +144,19 @@ if PERCEPTRON is not None:
             "--lambdas {params.lambdas:q} --reference-alphas {params.reference_alphas:q} "
             "--out-reference {output.reference} --out-replica {output.replica} > {log} 2>&1"
 
+    # replica ε/ε_Hebb at large α on per-α λ grids (the paper's variables); seconds per α
+    rule perceptron_theory_scaling:
+        output:
+            PCP_DIR + "/theory/replica_scaling.parquet",
+        params:
+            alphas=" ".join(map(str, pcp.scaling_theory_alphas(PERCEPTRON))),
+            lambdas=as_json(PCP_SCALING["lambdas"]),
+        log:
+            "results/logs/perceptron/theory_scaling.log",
+        shell:
+            "{PY} -m workflow_scripts.perceptron theory-scaling --alphas {params.alphas} "
+            "--lambdas {params.lambdas:q} --out {output} > {log} 2>&1"
+
     rule perceptron_validate:
         input:
             runs=pcp_batch_dirs("train", PCP_N),
@@ -143,17 +164,38 @@ if PERCEPTRON is not None:
             fixed_norm=[f"{PCP_DIR}/fixed_norm/N{PCP_N}/alpha{pcp.alpha_tag(a)}.parquet"
                         for a in PERCEPTRON["fixed_norm"]["alphas"]],
             replica=rules.perceptron_theory.output.replica,
+            scaling=rules.perceptron_theory_scaling.output[0],
+            large=PCP_LARGE_DIRS,
         output:
             PCP_DIR + "/validation.json",
         params:
             alpha=PERCEPTRON["validation"]["alpha"],
             window=as_json(PCP_ANALYSIS["window"]),
+            scaling=as_json(PCP_SCALING),
         log:
             "results/logs/perceptron/validate.log",
         shell:
             "{PY} -m workflow_scripts.perceptron validate {input.runs} --fit {input.fit} "
             "--fixed-norm {input.fixed_norm} --replica {input.replica} "
-            "--alpha-check {params.alpha} --window {params.window:q} --out {output} > {log} 2>&1"
+            "--alpha-check {params.alpha} --window {params.window:q} --scaling {input.scaling} "
+            "--scaling-settings {params.scaling:q} --scaling-runs {input.large} "
+            "--out {output} > {log} 2>&1"
+
+    rule perceptron_figure_paper_variables:
+        input:
+            scaling=rules.perceptron_theory_scaling.output[0],
+            validation=rules.perceptron_validate.output[0],
+            runs=pcp_batch_dirs("train", PCP_N),
+            large=PCP_LARGE_DIRS,
+        output:
+            png=PCP_DIR + "/figures/paper_variables.png",
+            meta=PCP_DIR + "/figures/paper_variables.png.json",
+        log:
+            "results/logs/perceptron/figures/paper_variables.log",
+        shell:
+            "{PY} -m workflow_scripts.perceptron_figures paper-variables --scaling {input.scaling} "
+            "--validation {input.validation} --runs {input.runs} {input.large} "
+            "--out {output.png} > {log} 2>&1"
 
     rule perceptron_figure_trajectory:
         input:
@@ -207,6 +249,7 @@ if PERCEPTRON is not None:
         f"{PCP_DIR}/validation.json",
         f"{PCP_DIR}/figures/trajectory_alpha{PCP_FIG_ALPHA}.png",
         f"{PCP_DIR}/figures/scaling_N{PCP_N}.png",
+        f"{PCP_DIR}/figures/paper_variables.png",
     ]
     if PERCEPTRON["square_loss"]["enabled"]:
         PERCEPTRON_TARGETS.append(f"{PCP_DIR}/figures/square_loss_alpha{PCP_FIG_ALPHA}.png")

@@ -1,11 +1,12 @@
 """The perceptron's theory at large α: the refined quadrature, the α → ∞ limit curve, the
 analysis in the paper's variables (ε/ε₀ against absolute λ, local slope, γ₁ and γ₂)."""
+import json
 import math
 
 import numpy as np
 import pytest
 
-from workflow_scripts import perceptron as pc
+from workflow_scripts import io, perceptron as pc, perceptron_figures as pf
 
 
 def _dense_grid(R, lam):
@@ -68,3 +69,63 @@ def test_replica_at_alpha_2000_approaches_the_limit_curve():
     dev = np.abs(r["test_error"].to_numpy() / pc.hebb_error(alpha) / f - 1)
     assert np.all(dev < lam * f / math.sqrt(alpha)), dev
     assert np.all(np.diff(dev) > 0) and dev[0] < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# the analysis in the paper's variables
+
+def test_curve_optimum_interpolates_between_grid_points():
+    lam = np.geomspace(1, 100, 21)
+    eps = np.exp((np.log(lam) - math.log(17.0)) ** 2)            # minimum at 17, off the grid
+    lo, eo = pc.curve_optimum(lam, eps)
+    assert lo == pytest.approx(17.0, rel=1e-9) and eo == pytest.approx(1.0, rel=1e-9)
+    assert math.isnan(pc.curve_optimum(lam, -np.log(lam))[0])     # minimum at the end of the grid
+    assert pc.window_bounds({"lambda_min": 3, "lambda_max": 5, "lambda_max_over_opt": 0.01}, 880) == (3, 5)
+    assert pc.window_bounds({"lambda_min": 3, "lambda_max_over_opt": 0.01}, 880) == (3, pytest.approx(8.8))
+
+
+def test_paper_variables_from_theory_and_gd_end_to_end(tmp_path):
+    """Reduced size (α ∈ {5, 50, 200, 1000}, 10 λ a decade): theory γ₁ within 0.01 of ½ at
+    α = 1000 in [3, 0.01 λ_opt], γ₂ within 0.02 of 1 over [50, 1000]; GD (N = 100, 3 seeds,
+    α ∈ {2, 3, 5}) reported with jackknife errors; validation.json and the figure written."""
+    spec = {"min": 0.05, "per_decade": 10, "max_over_alpha": 2}
+    sc = tmp_path / "scaling.parquet"
+    assert pc.main(["theory-scaling", "--alphas", "5", "50", "200", "1000", "--lambdas",
+                    json.dumps(spec), "--out", str(sc)]) == 0
+    th, _ = io.read_parquet(sc)
+    assert th["converged"].all()
+    assert np.allclose(th["ratio"], th["test_error"] / th["eps0"])
+    runs = []
+    for a in (2, 3, 5):
+        d = tmp_path / f"alpha{a}"
+        pc.main(["train", "--N", "100", "--alpha", str(a), "--seeds", "0", "1", "2", "--steps",
+                 "1500", "--n-log", "40", "--out-dir", str(d)])
+        runs.append(str(d))
+    settings = {"window": {"lambda_min": 3, "lambda_max": None, "lambda_max_over_opt": 0.01},
+                "gamma2_alphas": {"min": 50, "max": 1000},
+                "gd_window": {"lambda_min": 1, "lambda_max": 3, "lambda_max_over_opt": None},
+                "gd_gamma2_alphas": {"min": 2, "max": 5},
+                "tolerances": {"gamma1_theory": 0.01, "gamma2_theory": 0.02}}
+    val = tmp_path / "validation.json"
+    pc.main(["validate", *runs, "--scaling", str(sc), "--scaling-settings", json.dumps(settings),
+             "--out", str(val)])
+    pv = io.read_json(val)["checks"]["paper_variables"]
+    c = pv["checks"]
+    assert c["theory_gamma1_half"]["pass"] and c["theory_gamma1_half"]["alpha"] == 1000
+    assert c["theory_gamma2_one"]["pass"] and c["theory_gamma2_one"]["alphas"] == [50, 200, 1000]
+    assert pv["pass"]
+    # the local slope peaks below ½ and rises with α (the laws are asymptotic)
+    peaks = [r["slope_peak"] for r in pv["theory"]["per_alpha"]]
+    assert np.all(np.diff(peaks) > 0) and peaks[-1] < 0.5
+    gd = pv["gd"]
+    assert gd["gamma1"]["value"] is not None and gd["gamma1"]["se"] > 0
+    assert gd["gamma2"]["alphas"] == [2, 3, 5] and gd["gamma2"]["n_seeds"] == 3
+    # the theory at the GD α it has (5) and the GD window, and GD's distance from it in se
+    assert c["gd_gamma1"]["theory_same_alphas_and_window"] is not None
+    assert math.isfinite(c["gd_gamma1"]["z"])
+    out = tmp_path / "pv.png"
+    pf.main(["paper-variables", "--scaling", str(sc), "--validation", str(val), "--runs", *runs,
+             "--out", str(out)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shown = io.read_json(str(out) + ".json")["shown"]
+    assert shown["gd_alphas"] == [2.0, 3.0, 5.0] and shown["checks"]["theory_gamma2_one"]["pass"]

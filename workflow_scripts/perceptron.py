@@ -87,7 +87,7 @@ chapters 2-4)
     Maximal stability (Gardner 1988; Opper, Kinzel, Kleinz & Nehl 1990): the hard-margin limit of
         the replica equations above, ε_MS → 0.500/α.
 
-CLI: ``python -m workflow_scripts.perceptron {train,fixed-norm,theory,validate} --help``.
+CLI: ``python -m workflow_scripts.perceptron {train,fixed-norm,theory,theory-scaling,validate} --help``.
 """
 from __future__ import annotations
 
@@ -173,6 +173,18 @@ def check_config(pcfg: dict) -> None:
     for key, alphas in need.items():
         if not any(alpha_tag(a) == alpha_tag(fa) for a in alphas):
             raise ValueError(f"config key perceptron.figures.alpha: {fa} is not in {key} {alphas}")
+    la = pcfg.get("large_alpha") or {}
+    if la.get("enabled"):
+        for a in la["alphas"]:
+            try:
+                n_examples(la["N"], a)
+            except ValueError:
+                raise ValueError(f"config key perceptron.large_alpha.alphas: alpha={a} times "
+                                 f"N={la['N']} is not an integer") from None
+    sc = pcfg.get("scaling") or {}
+    for key in ("gamma2_alphas", "gd_gamma2_alphas"):
+        if key in sc and not sc[key]["min"] < sc[key]["max"]:
+            raise ValueError(f"config key perceptron.scaling.{key}: min must be < max, got {sc[key]}")
     tags = [alpha_tag(a) for a in pcfg["alphas"]]
     if len(set(tags)) != len(tags):
         raise ValueError(f"config key perceptron.alphas: repeated values {pcfg['alphas']}")
@@ -182,14 +194,31 @@ def run_settings(pcfg: dict, kind: str) -> dict:
     """The GD runs of ``kind``: "train" (the main loss) or "square_loss" (the counterexample)."""
     if kind == "train":
         return {"alphas": pcfg["alphas"], "seeds": pcfg["seeds"], "steps": pcfg["steps"],
-                "loss": pcfg["loss"], "experiment": "perceptron",
+                "loss": pcfg["loss"], "experiment": "perceptron", "N": pcfg["N"],
                 "batches": chunk_seeds(pcfg["seeds"], pcfg["seeds_per_job"])}
     if kind == "square_loss":
         sq = pcfg["square_loss"]
         return {"alphas": sq["alphas"], "seeds": sq["seeds"], "steps": sq["steps"],
-                "loss": "square", "experiment": "perceptron_square_loss",
+                "loss": "square", "experiment": "perceptron_square_loss", "N": pcfg["N"],
                 "batches": chunk_seeds(sq["seeds"], pcfg["seeds_per_job"])}
-    raise ValueError(f"kind must be 'train' or 'square_loss', got {kind!r}")
+    if kind == "large_alpha":
+        la = pcfg["large_alpha"]
+        return {"alphas": la["alphas"], "seeds": la["seeds"], "steps": la["steps"],
+                "loss": "logistic", "experiment": "perceptron_large_alpha", "N": la["N"],
+                "batches": chunk_seeds(la["seeds"], 1)}  # one seed a job: P·N is large
+    raise ValueError(f"kind must be 'train', 'square_loss' or 'large_alpha', got {kind!r}")
+
+
+def scaling_theory_alphas(pcfg: dict) -> list[float]:
+    """α of the scaling theory: the configured ones plus every GD α in the GD γ₂ range or of the
+    large-α runs (so that GD is compared with the theory at its own α)."""
+    sc = pcfg["scaling"]
+    r = sc["gd_gamma2_alphas"]
+    al = [float(a) for a in sc["theory_alphas"]]
+    al += [float(a) for a in pcfg["alphas"] if r["min"] <= a <= r["max"]]
+    if pcfg["large_alpha"]["enabled"]:
+        al += [float(a) for a in pcfg["large_alpha"]["alphas"]]
+    return sorted(set(al))
 
 
 def memory_mb(N: int, alpha: float, n_seeds: int, max_batch_mb: float, dtype="float64") -> int:
@@ -790,12 +819,173 @@ def replica_exponents(replica: pd.DataFrame, window: dict) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# the analysis in the paper's variables: ε/ε₀ against absolute λ, its local slope, γ₁ in an
+# absolute-λ window, γ₂ from λ_opt(α)
+# ----------------------------------------------------------------------------------------------
+def scaling_lambdas(alpha: float, spec: dict) -> np.ndarray:
+    """The λ grid of one α for the scaling theory: log-spaced from ``min`` to ``max_over_alpha``·α
+    (past λ_opt ≈ 0.88 α) at ``per_decade`` points a decade, so large α costs only log α more."""
+    lo, hi = float(spec["min"]), float(spec["max_over_alpha"]) * float(alpha)
+    if not 0 < lo < hi:
+        raise ValueError(f"scaling λ grid needs 0 < min < max_over_alpha·α, got {spec} at α = {alpha}")
+    return np.geomspace(lo, hi, max(2, int(math.ceil(spec["per_decade"] * math.log10(hi / lo))) + 1))
+
+
+def theory_scaling(alphas, spec: dict) -> pd.DataFrame:
+    """Replica ε(λ) at each α on its own grid (``scaling_lambdas``), with ε₀ = ε_Hebb(α), the ratio
+    ε/ε₀, the local slope −d log(ε/ε₀)/d log λ and the limit curve f(λ) beside it."""
+    parts = []
+    for a in sorted(set(float(a) for a in alphas)):
+        r = replica_fixed_norm(a, scaling_lambdas(a, spec))
+        r["eps0"] = float(hebb_error(a))
+        r["ratio"] = r["test_error"] / r["eps0"]
+        r["local_slope"] = local_slope(r["lambda"].to_numpy(), r["ratio"].to_numpy())
+        r["limit_curve"] = limit_curve(r["lambda"].to_numpy())
+        parts.append(r)
+    return pd.concat(parts, ignore_index=True)
+
+
+def local_slope(lam, ratio) -> np.ndarray:
+    """−d log(ε/ε₀)/d log λ by second-order finite differences on the (uneven) log grid."""
+    lam, ratio = np.asarray(lam, dtype=float), np.asarray(ratio, dtype=float)
+    if len(lam) < 2:
+        return np.full(len(lam), np.nan)
+    return -np.gradient(np.log(ratio), np.log(lam))
+
+
+def curve_optimum(lam, eps) -> tuple[float, float]:
+    """(λ_opt, ε_opt): the parabola in (log λ, log ε) through the grid minimum and its neighbours,
+    so that λ_opt is not quantised to the grid (a 12-a-decade grid alone would move γ₂ by ~0.05
+    over a decade and a half of α). NaN when the minimum is at an end of the grid."""
+    lam, eps = np.asarray(lam, dtype=float), np.asarray(eps, dtype=float)
+    i = int(np.argmin(eps))
+    if i == 0 or i == len(eps) - 1:
+        return math.nan, math.nan
+    x, y = np.log(lam[i - 1:i + 2]), np.log(eps[i - 1:i + 2])
+    c = np.polyfit(x, y, 2)
+    if not c[0] > 0:
+        return float(lam[i]), float(eps[i])
+    xo = float(np.clip(-c[1] / (2 * c[0]), x[0], x[-1]))
+    return math.exp(xo), math.exp(float(np.polyval(c, xo)))
+
+
+def window_bounds(window: dict, lam_opt: float) -> tuple[float, float]:
+    """[λ_lo, λ_hi] of the γ₁ window: λ_min up to the smaller of λ_max and λ_max_over_opt·λ_opt
+    (each optional)."""
+    lo = float(window["lambda_min"])
+    his = [float(window[k]) for k in ("lambda_max",) if window.get(k) is not None]
+    if window.get("lambda_max_over_opt") is not None and np.isfinite(lam_opt):
+        his.append(float(window["lambda_max_over_opt"]) * lam_opt)
+    return lo, (min(his) if his else math.inf)
+
+
+def paper_variables(curves: dict, window: dict, gamma2_alphas: dict) -> dict:
+    """γ₁ and γ₂ in the paper's variables from curves {α: (λ, ε, ε₀)} (λ increasing).
+
+    Per α: λ_opt, ε_opt (``curve_optimum``), the peak of the local slope, and γ₁ = the OLS slope
+    of −log(ε/ε₀) on log λ over the absolute window (``window_bounds``; null with < 3 points).
+    γ₁ is reported at the largest α that has one (the laws are asymptotic in α); γ₂ is the OLS
+    slope of log λ_opt on log α over gamma2_alphas [min, max]."""
+    rows = []
+    for a in sorted(curves):
+        lam, eps, e0 = curves[a]
+        lam, eps = np.asarray(lam, dtype=float), np.asarray(eps, dtype=float)
+        ratio = eps / e0
+        lo_, eo = curve_optimum(lam, eps)
+        lo, hi = window_bounds(window, lo_)
+        m = (lam >= lo) & (lam <= hi)
+        g1 = float(-np.polyfit(np.log(lam[m]), np.log(ratio[m]), 1)[0]) if m.sum() >= 3 else None
+        sl = local_slope(lam, ratio)
+        j = int(np.nanargmax(sl)) if np.isfinite(sl).any() else None
+        rows.append({"alpha": float(a), "eps0": float(e0), "lambda_opt": _finite(lo_),
+                     "eps_opt": _finite(eo), "window": [lo, _finite(hi)], "n_points": int(m.sum()),
+                     "gamma1": g1, "slope_peak": None if j is None else float(sl[j]),
+                     "lambda_at_slope_peak": None if j is None else float(lam[j])})
+    with_g1 = [r for r in rows if r["gamma1"] is not None]
+    sel = [r for r in rows if r["lambda_opt"] is not None
+           and gamma2_alphas["min"] <= r["alpha"] <= gamma2_alphas["max"]]
+    g2 = (float(np.polyfit(np.log([r["alpha"] for r in sel]), np.log([r["lambda_opt"] for r in sel]), 1)[0])
+          if len(sel) >= 2 else None)
+    return {"per_alpha": rows, "window": window, "gamma2_alphas": gamma2_alphas,
+            "gamma1": {"value": with_g1[-1]["gamma1"] if with_g1 else None,
+                       "alpha": with_g1[-1]["alpha"] if with_g1 else None,
+                       "window": with_g1[-1]["window"] if with_g1 else None},
+            "gamma2": {"value": g2, "alphas": [r["alpha"] for r in sel]}}
+
+
+def _finite(x):
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def gd_mean_curves(by_alpha: dict) -> dict:
+    """{α: (λ, ε, ε₀)} of the seed-mean GD trajectories (mean λ and ε at each logged step; ε₀ the
+    mean error at step 1, the Hebb rule), from {α: [(df, meta)]}."""
+    out = {}
+    for a, runs in by_alpha.items():
+        mean = (pd.concat([df[["step", "lambda", "test_error"]] for df, _ in runs])
+                .groupby("step").mean().sort_index())
+        e0 = float(mean["test_error"].iloc[0])
+        mean = mean.sort_values("lambda")
+        out[float(a)] = (mean["lambda"].to_numpy(), mean["test_error"].to_numpy(), e0)
+    return out
+
+
+def gd_paper_variables(by_alpha: dict, window: dict, gamma2_alphas: dict) -> dict:
+    """``paper_variables`` on the seed-mean GD curves, with delete-one-seed jackknife standard
+    errors of γ₁ and γ₂ (the stated noise; seeds are matched across α by their seed number)."""
+    out = paper_variables(gd_mean_curves(by_alpha), window, gamma2_alphas)
+    seeds = sorted({int(m["config"]["seed"]) for runs in by_alpha.values() for _, m in runs})
+    reps = {"gamma1": [], "gamma2": []}
+    for s in seeds:
+        sub = {a: [(df, m) for df, m in runs if int(m["config"]["seed"]) != s]
+               for a, runs in by_alpha.items()}
+        if any(not v for v in sub.values()):
+            continue
+        pv = paper_variables(gd_mean_curves(sub), window, gamma2_alphas)
+        for k in reps:
+            reps[k].append(pv[k]["value"])
+    for k, vals in reps.items():
+        n = len(vals)
+        ok = n >= 2 and all(v is not None for v in vals) and out[k]["value"] is not None
+        out[k]["se"] = (float(math.sqrt((n - 1) / n * np.sum((np.array(vals) - np.mean(vals)) ** 2)))
+                        if ok else None)
+        out[k]["n_seeds"] = len(seeds)
+    return out
+
+
+def scaling_checks(theory: dict | None, gd: dict | None, tol: dict) -> dict:
+    """Pass flags: theory γ₁ within tol.gamma1_theory of ½ at its largest α, theory γ₂ within
+    tol.gamma2_theory of 1, and GD γ₂ against the theory's γ₂ over the same α range within
+    tol.gd_sigmas jackknife standard errors (GD reaches the fixed-norm curve near λ_opt)."""
+    out = {}
+    if theory:
+        g1, g2 = theory["gamma1"]["value"], theory["gamma2"]["value"]
+        out["theory_gamma1_half"] = {"value": g1, "alpha": theory["gamma1"]["alpha"],
+                                     "target": 0.5, "tolerance": tol["gamma1_theory"],
+                                     "pass": g1 is not None and abs(g1 - 0.5) <= tol["gamma1_theory"]}
+        out["theory_gamma2_one"] = {"value": g2, "alphas": theory["gamma2"]["alphas"], "target": 1.0,
+                                    "tolerance": tol["gamma2_theory"],
+                                    "pass": g2 is not None and abs(g2 - 1.0) <= tol["gamma2_theory"]}
+    if gd:
+        for k in ("gamma1", "gamma2"):
+            g = gd[k]
+            out[f"gd_{k}"] = {"value": g["value"], "se": g.get("se"), "asserted": False}
+    return out
+
+
 def validate(trajectories, *, fit_path=None, fixed_norm=(), replica=None, alpha_check=5.0,
-             window=None, min_N=400, tolerance=0.03) -> dict:
-    """The checks of the perceptron part (numbers and pass flags; a failed check does not raise)."""
+             window=None, min_N=400, tolerance=0.03, scaling=None, scaling_settings=None,
+             scaling_runs=()) -> dict:
+    """The checks of the perceptron part (numbers and pass flags; a failed check does not raise).
+
+    ``scaling`` (the Parquet of ``theory_scaling``) with ``scaling_settings`` (the config's
+    perceptron.scaling) adds checks["paper_variables"]: γ₁ and γ₂ in the paper's variables for the
+    theory and for GD (``trajectories`` plus ``scaling_runs``, the large-α runs)."""
     files = expand_inputs(trajectories)
     report = {"checks": {}, "settings": {"alpha_check": alpha_check, "min_N": min_N,
-                                         "tolerance": tolerance, "window": window}}
+                                         "tolerance": tolerance, "window": window,
+                                         "scaling": scaling_settings}}
     checks = report["checks"]
     eb5 = bayes_error(5.0)
     checks["bayes_alpha5"] = {
@@ -929,9 +1119,45 @@ def validate(trajectories, *, fit_path=None, fixed_norm=(), replica=None, alpha_
         checks["replica_minimum_vs_bayes"] = {
             "rows": theo, "asserted": False,
             "what": "minimum over the λ grid of the replica fixed-norm curve against ε_Bayes"}
+    if scaling is not None and scaling_settings is not None:
+        checks["paper_variables"] = _paper_variable_checks(scaling, scaling_settings, by_alpha,
+                                                           expand_inputs(scaling_runs))
+        inputs.append(scaling)
+        inputs += [str(f) for f in expand_inputs(scaling_runs)]
     report["provenance"] = provenance.provenance(config=report["settings"], inputs=inputs,
                                                  stage="perceptron_validate")
     return report
+
+
+def _paper_variable_checks(scaling, st: dict, by_alpha: dict, extra_files) -> dict:
+    """Theory and GD γ₁, γ₂ in the paper's variables (``paper_variables``) and their checks."""
+    th, _ = io.read_parquet(scaling)
+    th = th[th["converged"]]
+    curves = {float(a): (s["lambda"].to_numpy(), s["test_error"].to_numpy(), float(s["eps0"].iloc[0]))
+              for a, s in th.groupby("alpha")}
+    theory = paper_variables(curves, st["window"], st["gamma2_alphas"])
+    runs = {a: list(r) for a, r in by_alpha.items()}
+    for f in extra_files:
+        df, meta = read_trajectory(f)
+        if meta["config"].get("loss", "logistic") == "logistic":
+            runs.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
+    gd = gd_paper_variables(runs, st["gd_window"], st["gd_gamma2_alphas"]) if runs else None
+    out = {"theory": theory, "gd": gd, "checks": scaling_checks(theory, gd, st["tolerances"]),
+           "what": "ε/ε₀ against absolute λ (ε₀: Hebb error; GD: error at step 1), γ₁ = OLS slope "
+                   "of −log(ε/ε₀) on log λ in an absolute window at the largest α, γ₂ = OLS slope "
+                   "of log λ_opt on log α (λ_opt: parabola through the grid minimum)"}
+    if gd is not None:
+        same = {a: c for a, c in curves.items() if a in gd_mean_curves(runs)}
+        ts = paper_variables(same, st["gd_window"], st["gd_gamma2_alphas"]) if same else None
+        for k in ("gamma1", "gamma2"):
+            c = out["checks"][f"gd_{k}"]
+            c["theory_same_alphas_and_window"] = ts[k]["value"] if ts else None
+            c["z"] = (None if not (ts and ts[k]["value"] is not None and c["se"]) else
+                      (c["value"] - ts[k]["value"]) / c["se"])
+            c["what"] = ("GD against the replica fixed-norm curve at the same α and window; GD "
+                         "lags the fixed-norm curve below λ_opt (implicit bias), so not asserted")
+    out["pass"] = all(c.get("pass", True) for c in out["checks"].values())
+    return out
 
 
 def replica_at(rep: pd.DataFrame, alpha: float, lam: float) -> float:
@@ -993,6 +1219,12 @@ def main(argv=None) -> int:
     th.add_argument("--out-reference", required=True)
     th.add_argument("--out-replica", required=True)
 
+    sc = sub.add_parser("theory-scaling", help="replica ε/ε_Hebb on per-α λ grids up to past λ_opt")
+    sc.add_argument("--alphas", type=float, nargs="+", required=True)
+    sc.add_argument("--lambdas", required=True,
+                    help='JSON {"min":..,"per_decade":..,"max_over_alpha":..}')
+    sc.add_argument("--out", required=True)
+
     v = sub.add_parser("validate", help="the perceptron checks -> validation.json")
     v.add_argument("trajectories", nargs="+",
                    help="trajectory Parquet files or directories holding them (logistic loss)")
@@ -1002,6 +1234,11 @@ def main(argv=None) -> int:
     v.add_argument("--alpha-check", type=float, default=5.0)
     v.add_argument("--window", default=None,
                    help='JSON {"x_left":..,"x_right":..}: the fit window, for the replica exponents')
+    v.add_argument("--scaling", default=None, help="Parquet from `theory-scaling`")
+    v.add_argument("--scaling-settings", default=None,
+                   help="JSON: the config's perceptron.scaling (windows, α ranges, tolerances)")
+    v.add_argument("--scaling-runs", nargs="*", default=[],
+                   help="more trajectories (the large-α runs) for the GD paper-variable analysis")
     v.add_argument("--out", required=True)
 
     args = ap.parse_args(argv)
@@ -1038,10 +1275,20 @@ def main(argv=None) -> int:
         io.write_parquet(rep, args.out_replica, _theory_meta(settings))
         bad = int((~rep["converged"]).sum())
         print(f"replica: {len(rep)} points, {bad} not converged", file=sys.stderr)
+    elif args.cmd == "theory-scaling":
+        spec = json.loads(args.lambdas)
+        t0 = time.perf_counter()
+        df = theory_scaling(args.alphas, spec)
+        io.write_parquet(df, args.out, _theory_meta({"alphas": args.alphas, "lambdas": spec}))
+        print(f"scaling theory: {len(df)} points, {int((~df['converged']).sum())} not converged, "
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     elif args.cmd == "validate":
         report = validate(args.trajectories, fit_path=args.fit, fixed_norm=args.fixed_norm,
                           replica=args.replica, alpha_check=args.alpha_check,
-                          window=json.loads(args.window) if args.window else None)
+                          window=json.loads(args.window) if args.window else None,
+                          scaling=args.scaling, scaling_runs=args.scaling_runs,
+                          scaling_settings=(json.loads(args.scaling_settings)
+                                            if args.scaling_settings else None))
         io.write_json(report, args.out)
     return 0
 

@@ -14,6 +14,10 @@ audited back to its data.
                  and the predicted (γ₁γ₂) slopes and the Bayes-optimal curve.
     square-loss  the counterexample: GD on the square loss against the logistic loss at one α,
                  ε(λ) and λ against the step (λ saturates: no power-law branch).
+    paper-variables  the laws where they hold: (a) replica ε/ε_Hebb against absolute λ at many α
+                 with the α → ∞ limit curve f(λ) and 0.555 λ^(−½), GD seed means dashed; (b) the
+                 local slope −d log(ε/ε₀)/d log λ (theory and GD) with ½ and the γ₁ window;
+                 (c) λ_opt against α with the fitted γ₂ (theory and GD), from validation.json.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 from . import io, provenance  # noqa: E402
 from .aggregate import read_aggregate_file  # noqa: E402
+from . import perceptron as pc  # noqa: E402
 from .perceptron import alpha_tag, expand_inputs  # noqa: E402
 from .trajectory import read_trajectory  # noqa: E402
 
@@ -312,6 +317,83 @@ def fig_square_loss(square_in, logistic_in, reference, alpha: float, out) -> dic
     return shown
 
 
+# ----------------------------------------------------------------------------------------------
+def fig_paper_variables(scaling, validation, runs_in, out) -> dict:
+    th, _ = io.read_parquet(scaling)
+    th = th[th["converged"]]
+    pv = io.read_json(validation)["checks"].get("paper_variables")
+    if pv is None:
+        raise ValueError(f"{validation}: no checks.paper_variables (validate without --scaling?)")
+    runs, files = load_runs(runs_in)
+    by_alpha = {}
+    for df, meta in runs:
+        if meta["config"].get("loss", "logistic") == "logistic":
+            by_alpha.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
+    gd = pc.gd_mean_curves(by_alpha)
+    alphas = sorted(th["alpha"].unique())
+    colors = dict(zip(alphas, plt.get_cmap(CMAP)(np.linspace(0, 0.9, len(alphas)))))
+    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(16, 4.8))
+    shown = {"theory_alphas": [float(a) for a in alphas], "gd_alphas": sorted(gd),
+             "theory": pv["theory"], "gd": pv["gd"], "checks": pv["checks"]}
+    for a in alphas:
+        s = th[np.isclose(th["alpha"], a)].sort_values("lambda")
+        a0.plot(s["lambda"], s["ratio"], color=colors[a], lw=1.2, label=f"α = {a:g}")
+        a1.plot(s["lambda"], s["local_slope"], color=colors[a], lw=1.2)
+    lam = np.geomspace(th["lambda"].min(), th["lambda"].max(), 200)
+    f = pc.limit_curve(lam)
+    a0.plot(lam, f, "k-", lw=2, label="α → ∞ limit f(λ)")
+    big = lam[lam > 1]
+    a0.plot(big, pc.LIMIT_C / np.sqrt(big), "k:", lw=1, label=f"{pc.LIMIT_C:.3f} λ^(−½)")
+    a1.plot(lam, pc.local_slope(lam, f), "k-", lw=2, label="α → ∞ limit")
+    gcols = plt.get_cmap("autumn")(np.linspace(0, 0.8, max(1, len(gd))))
+    for (a, (l, e, e0)), col in zip(sorted(gd.items()), gcols):
+        a0.plot(l, e / e0, "--", color=col, lw=1, label=f"GD α = {a:g}")
+        a1.plot(l, pc.local_slope(l, e / e0), "--", color=col, lw=0.8)
+    a1.axhline(0.5, color="0.4", ls=":", lw=1)
+    g1 = pv["theory"]["gamma1"]
+    if g1["window"] and g1["window"][1]:
+        a1.axvspan(*g1["window"], color="0.9", zorder=0)
+    for ax in (a0, a1):
+        ax.set_xscale("log")
+        ax.set_xlabel("λ = ‖w‖/√N")
+    a0.set_yscale("log")
+    a0.set_ylabel("ε/ε₀ (ε₀: Hebb error; GD: error at step 1)")
+    a0.set_title("(a) learning curves in the paper's variables")
+    a0.legend(fontsize=6, frameon=False, ncol=2)
+    txt = "n/a" if g1["value"] is None else f"{g1['value']:.4f} at α = {g1['alpha']:g}"
+    a1.set_ylim(-0.2, 0.7)
+    a1.set_ylabel("local slope −d log(ε/ε₀)/d log λ")
+    a1.set_title(f"(b) local slope; theory γ₁ = {txt} (grey: window)", fontsize=9)
+    a1.legend(fontsize=7, frameon=False)
+    for name, res, style in (("replica", pv["theory"], "o"), ("GD", pv["gd"], "s")):
+        if not res:
+            continue
+        rows = [r for r in res["per_alpha"] if r["lambda_opt"] is not None]
+        if not rows:
+            continue
+        al = np.array([r["alpha"] for r in rows])
+        lo = np.array([r["lambda_opt"] for r in rows])
+        g2 = res["gamma2"]
+        lab = f"{name}: γ₂ = " + ("n/a" if g2["value"] is None else f"{g2['value']:.3f}")
+        if g2.get("se"):
+            lab += f" ± {g2['se']:.3f}"
+        a2.plot(al, lo, style, mfc="white", label=lab)
+        sel = np.isin(al, g2["alphas"])
+        if g2["value"] is not None and sel.sum() >= 2:
+            c = np.polyfit(np.log(al[sel]), np.log(lo[sel]), 1)
+            xs = np.geomspace(al[sel].min(), al[sel].max(), 20)
+            a2.plot(xs, np.exp(np.polyval(c, np.log(xs))), "-", lw=1, color="0.3")
+    a2.set_xscale("log")
+    a2.set_yscale("log")
+    a2.set_xlabel("α = P/N")
+    a2.set_ylabel("λ_opt")
+    a2.set_title("(c) λ_opt against α (lines: fits over the γ₂ range)")
+    a2.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    _save(fig, out, [scaling, validation] + files, shown, "perceptron_paper_variables")
+    return shown
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m workflow_scripts.perceptron_figures",
                                  description="Perceptron figures (PNG + <out>.json sidecar).")
@@ -337,8 +419,15 @@ def main(argv=None) -> int:
     q.add_argument("--reference", required=True)
     q.add_argument("--alpha", type=float, required=True)
     q.add_argument("--out", required=True)
+    pv = sub.add_parser("paper-variables", help="ε/ε₀ vs absolute λ, local slope, λ_opt vs α")
+    pv.add_argument("--scaling", required=True, help="Parquet from `perceptron theory-scaling`")
+    pv.add_argument("--validation", required=True, help="validation.json with paper_variables")
+    pv.add_argument("--runs", nargs="+", required=True, help="trajectory files or directories")
+    pv.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    if args.cmd == "trajectory":
+    if args.cmd == "paper-variables":
+        fig_paper_variables(args.scaling, args.validation, args.runs, args.out)
+    elif args.cmd == "trajectory":
         fig_trajectory(args.runs, args.fixed_norm, args.reference, args.replica, args.alpha, args.out)
     elif args.cmd == "scaling":
         fig_scaling(args.curves, args.optima, args.fit, args.reference, args.replica, args.N, args.out)
