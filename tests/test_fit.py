@@ -422,3 +422,42 @@ def test_auto_window_without_a_power_law_is_impossible():
                        log_lambda_star=[np.zeros(3)] * 3, eps_star=[np.ones(3)] * 3)
     with pytest.raises(fit.FitError, match="window: auto found no stretch"):
         fit.estimate(data, {**SETTINGS, "window": "auto"})
+
+
+def test_numbers_of_an_auto_window_fit_are_the_resolved_window(tmp_path):
+    """The numbers file prints the window a fit used: for window: auto that is the resolved one,
+    pointed to in fit.json (the rule name itself is no number)."""
+    from workflow_scripts import numbers
+
+    data = plateau_fit_data(np.random.default_rng(0))
+    res = fit.estimate(data, {**SETTINGS, "window": "auto", "bootstrap": {"n": 0, "seed": 0}})
+    path = tmp_path / "results/fit/estimators/cnn/mnist/spectral_complexity/fit.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(res))
+    rows = {r["quantity"]: r for r in numbers.rows_for_fit(path, 2, str(path))}
+    for k in ("x_left", "x_right"):
+        row = rows[f"window_{k}"]
+        assert row["pointer"] == f"/settings/window_resolved/{k}"
+        assert float(row["value"]) == res["settings"]["window_resolved"][k]
+    # a fit whose auto window found nothing: empty numbers whose pointers still resolve
+    path.write_text(json.dumps({**res, "status": "impossible", "estimates": None,
+                                "settings": {**res["settings"], "window_resolved": None}}))
+    for row in numbers.rows_for_fit(path, 2, str(path)):
+        if row["quantity"].startswith("window_"):
+            assert row["value"] == "" and row["pointer"] == "/settings/window_resolved"
+
+
+def test_both_estimators_reported_when_ours_is_impossible(aggregate_files):
+    """Ours needs min_seeds seeds at a mean-curve point; the authors' nanmean does not: with more
+    required than were run, ours is impossible and the authors' fit must still reach fit.json."""
+    root, curves, optima = aggregate_files
+    settings = {**SETTINGS, "estimator": "both", "min_seeds": 6, "bootstrap": {"n": 0, "seed": 0}}
+    with pytest.raises(fit.FitError, match="min_seeds=6") as err:
+        fit.estimate(fit.load_fit_data(curves, optima)[0], settings)
+    assert err.value.by_estimator["ours"]["status"] == "impossible"
+    out = root / "fit_both.json"
+    fit.run(curves, optima, settings, out)
+    res = io.read_json(out)
+    assert res["status"] == "impossible" and res["by_estimator"]["ours"]["reason"] == res["reason"]
+    authors = res["by_estimator"]["authors"]
+    assert authors["status"] == "ok" and abs(authors["estimates"]["gamma1"]["value"] - 0.5) < 0.1

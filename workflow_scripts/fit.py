@@ -80,7 +80,11 @@ ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_m
 
 
 class FitError(Exception):
-    """The data do not allow the fit (too few P values, empty window, ...); the message says why."""
+    """The data do not allow the fit (too few P values, empty window, ...); the message says why.
+
+    With estimator "both", ``by_estimator`` holds every estimator's result even when the primary
+    one failed (the other may still be possible)."""
+    by_estimator: dict | None = None
 
 
 @dataclass
@@ -684,14 +688,21 @@ def estimate(data: FitData, settings: dict | Settings) -> dict:
     st = _for_data(data, settings if isinstance(settings, Settings) else Settings.from_dict(settings))
     if len(data.P) == 0:
         raise FitError("no P values with data in the aggregate")
-    out = _estimate_one(data, st, st.estimator)
-    if st.also:
-        out["by_estimator"] = {st.estimator: _strip(out)}
-        for name in st.also:
-            try:
-                out["by_estimator"][name] = _strip(_estimate_one(data, st, name))
-            except FitError as exc:
-                out["by_estimator"][name] = {"status": "impossible", "reason": str(exc)}
+    if not st.also:
+        return _estimate_one(data, st, st.estimator)
+    results: dict[str, dict | FitError] = {}
+    for name in (st.estimator, *st.also):
+        try:
+            results[name] = _estimate_one(data, st, name)
+        except FitError as exc:
+            results[name] = exc
+    by = {name: _strip(r) if isinstance(r, dict) else {"status": "impossible", "reason": str(r)}
+          for name, r in results.items()}
+    out = results[st.estimator]
+    if isinstance(out, FitError):
+        out.by_estimator = by
+        raise out
+    out["by_estimator"] = by
     return out
 
 
@@ -770,6 +781,10 @@ def run(curves_path, optima_path, settings: dict, out) -> dict:
         result = {"status": "impossible", "reason": str(exc), "settings": st.as_dict(),
                   "estimates": None, "per_P": describe(data, st), "lines": None, "P_used": None,
                   "bootstrap": {"n": st.n_boot, "seed": st.seed, "level": st.level}}
+        if exc.by_estimator:
+            result["by_estimator"] = exc.by_estimator
+        if st.auto:  # the rule found no window: say so where a resolved one would be
+            result["settings"]["window_resolved"] = None
     result["schema"] = FIT_SCHEMA
     result["group"] = cmeta.get("group", {})
     if cmeta.get("published"):  # the source file and the values its authors stored

@@ -116,10 +116,14 @@ def rows_for_fit(path: Path, digits: int, shown_path: str | None = None) -> list
             add(q, fld, v, f"/estimates/{q}/{fld}" if est else "/estimates", fmt(v, kind, digits),
                 macro_name(stem, ident, suffix), "" if paper == "" else repr(paper))
     st = fit.get("settings") or {}
-    window = st.get("window") or {}
+    # window: auto is a rule, not numbers; the numbers are what it resolved to on the data
+    # (absent when the fit could not resolve it)
+    wkey = "window_resolved" if st.get("window") == "auto" else "window"
+    window = st.get(wkey) or {}
     for k, stem in (("x_left", "windowLeft"), ("x_right", "windowRight")):
         v = window.get(k)
-        add(f"window_{k}", "value", v, f"/settings/window/{k}", fmt(v, "plain", digits),
+        add(f"window_{k}", "value", v, f"/settings/{wkey}/{k}" if window else f"/settings/{wkey}",
+            fmt(v, "plain", digits),
             macro_name(stem, ident, ""))
     n = (st.get("bootstrap") or {}).get("n")
     add("bootstrap_n", "value", n, "/settings/bootstrap/n", fmt(n, "int", digits),
