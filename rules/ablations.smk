@@ -30,6 +30,8 @@ rule ablation_figure:
         kind="curves|collapse",
     log:
         "results/logs/ablation_figure/{ablation}_{kind}.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.figures grid --kind {wildcards.kind} --curves {input.curves} "
         "--optima {input.optima} --fit {input.fits} --out {output[0]} > {log} 2>&1"
@@ -47,6 +49,8 @@ rule ablation_table:
         "results/tables/ablations/{ablation}.json",
     log:
         "results/logs/ablation_table/{ablation}.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.table --out-prefix results/tables/ablations/{wildcards.ablation} "
         "{input} > {log} 2>&1"

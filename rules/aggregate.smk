@@ -13,6 +13,8 @@ rule aggregate:
         settings=lambda w: analysis_json(w, keys=("grid_points", "min_seeds")),
     log:
         "results/logs/aggregate/{experiment}/{arch}/{dataset}/{measure}.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.aggregate --experiment {wildcards.experiment} "
         "--measure {wildcards.measure} "

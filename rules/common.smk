@@ -11,8 +11,12 @@ try:
 except cfg.ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}") from None
 
-# The interpreter running Snakemake runs the entry points too (venv or conda, locally or on a node).
-PY = sys.executable
+# The interpreter running Snakemake runs the entry points too (the venv, locally or on a node);
+# with --sdm conda each rule's own environment (envs/, the rule's conda: directive) runs them.
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+PY = ("python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+      else sys.executable)
 
 
 wildcard_constraints:

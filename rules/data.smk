@@ -21,6 +21,8 @@ rule download:
         dataset="mnist|cifar10|cifar100",
     log:
         "results/logs/download/{dataset}.log",
+    conda:
+        "../envs/train.yaml"
     shell:
         "{PY} -m workflow_scripts.datasets download --dataset {wildcards.dataset} "
         "--raw-dir {output} > {log} 2>&1"
@@ -37,6 +39,8 @@ rule datasets:
         md5="" if CONFIG["data"]["verify_download_md5"] else "--no-verify-md5",
     log:
         "results/logs/datasets/{dataset}.log",
+    conda:
+        "../envs/train.yaml"
     shell:
         "{PY} -m workflow_scripts.datasets prepare --dataset {wildcards.dataset} {params.raw} "
         "{params.md5} --out {output.npz} > {log} 2>&1"

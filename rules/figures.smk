@@ -25,6 +25,8 @@ rule figures:
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         "results/logs/figures/{experiment}/{arch}/{dataset}/{measure}.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.figures panel --curves {input.curves} --optima {input.optima} "
         "--fit {input.fit} --out-dir {params.out_dir} > {log} 2>&1"
@@ -54,6 +56,8 @@ rule figure_grid:
         kind="curves|collapse",
     log:
         "results/logs/figure_grid/{experiment}/{kind}_{measure}.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.figures grid --kind {wildcards.kind} --curves {input.curves} "
         "--optima {input.optima} --fit {input.fits} --out {output[0]} > {log} 2>&1"

@@ -13,6 +13,8 @@ rule fit:
         settings=analysis_json,
     log:
         "results/logs/fit/{experiment}/{arch}/{dataset}/{measure}.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.fit --curves {input.curves} --optima {input.optima} "
         "--settings {params.settings:q} --out {output} > {log} 2>&1"
@@ -35,6 +37,8 @@ rule sensitivity:
         settings=lambda w: analysis_json(w, keys=SENSITIVITY_KEYS),
     log:
         "results/logs/sensitivity/{experiment}/{arch}/{dataset}/{measure}.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.sensitivity --curves {input.curves} --optima {input.optima} "
         "--settings {params.settings:q} --out-table {output.table} --out-json {output.summary} "
@@ -55,6 +59,8 @@ rule tables:
         "results/tables/{experiment}/table1.tex",
     log:
         "results/logs/tables/{experiment}.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.table --out-prefix results/tables/{wildcards.experiment}/table1 "
         "{input.fits} --sensitivity {input.sensitivity} > {log} 2>&1"

@@ -79,6 +79,8 @@ if PERCEPTRON is not None:
                                            PERCEPTRON["max_batch_mb"], PERCEPTRON["dtype"]),
         log:
             "results/logs/perceptron/{kind}/N{N}/alpha{alpha}/seeds{first}-{last}.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron train --N {wildcards.N} --alpha {wildcards.alpha} "
             "--seeds {params.seeds} --steps {params.steps} --loss {params.loss} "
@@ -96,6 +98,8 @@ if PERCEPTRON is not None:
             settings=as_json({k: PCP_ANALYSIS[k] for k in ("grid_points", "min_seeds")}),
         log:
             "results/logs/perceptron/aggregate/N{N}.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.aggregate --measure lambda --settings {params.settings:q} "
             "--out-curves {output.curves} --out-optima {output.optima} {input} > {log} 2>&1"
@@ -110,6 +114,8 @@ if PERCEPTRON is not None:
             settings=as_json(PCP_ANALYSIS),
         log:
             "results/logs/perceptron/fit/N{N}.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.fit --curves {input.curves} --optima {input.optima} "
             "--settings {params.settings:q} --out {output} > {log} 2>&1"
@@ -124,6 +130,8 @@ if PERCEPTRON is not None:
             inputs=PERCEPTRON["inputs"],
         log:
             "results/logs/perceptron/fixed_norm/N{N}/alpha{alpha}.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron fixed-norm --N {wildcards.N} "
             "--alpha {wildcards.alpha} --seeds {params.seeds} --lambdas {params.lambdas:q} "
@@ -139,6 +147,8 @@ if PERCEPTRON is not None:
             reference_alphas=as_json(PERCEPTRON["theory"]["reference_alphas"]),
         log:
             "results/logs/perceptron/theory.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron theory --alphas {params.alphas} "
             "--lambdas {params.lambdas:q} --reference-alphas {params.reference_alphas:q} "
@@ -153,6 +163,8 @@ if PERCEPTRON is not None:
             lambdas=as_json(PCP_SCALING["lambdas"]),
         log:
             "results/logs/perceptron/theory_scaling.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron theory-scaling --alphas {params.alphas} "
             "--lambdas {params.lambdas:q} --out {output} > {log} 2>&1"
@@ -174,6 +186,8 @@ if PERCEPTRON is not None:
             scaling=as_json(PCP_SCALING),
         log:
             "results/logs/perceptron/validate.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron validate {input.runs} --fit {input.fit} "
             "--fixed-norm {input.fixed_norm} --replica {input.replica} "
@@ -192,6 +206,8 @@ if PERCEPTRON is not None:
             meta=PCP_DIR + "/figures/paper_variables.png.json",
         log:
             "results/logs/perceptron/figures/paper_variables.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron_figures paper-variables --scaling {input.scaling} "
             "--validation {input.validation} --runs {input.runs} {input.large} "
@@ -208,6 +224,8 @@ if PERCEPTRON is not None:
             meta=PCP_DIR + "/figures/trajectory_alpha{alpha}.png.json",
         log:
             "results/logs/perceptron/figures/trajectory_alpha{alpha}.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron_figures trajectory --runs {input.runs} "
             "--fixed-norm {input.fixed_norm} --reference {input.reference} "
@@ -225,6 +243,8 @@ if PERCEPTRON is not None:
             meta=PCP_DIR + "/figures/scaling_N{N}.png.json",
         log:
             "results/logs/perceptron/figures/scaling_N{N}.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron_figures scaling --curves {input.curves} "
             "--optima {input.optima} --fit {input.fit} --reference {input.reference} "
@@ -240,6 +260,8 @@ if PERCEPTRON is not None:
             meta=PCP_DIR + "/figures/square_loss_alpha{alpha}.png.json",
         log:
             "results/logs/perceptron/figures/square_loss_alpha{alpha}.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron_figures square-loss --square {input.square} "
             "--logistic {input.logistic} --reference {input.reference} "

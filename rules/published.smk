@@ -39,6 +39,8 @@ if PUBLISHED["dir"] is not None:
             folder=PUBLISHED["dir"],
         log:
             "results/logs/published/import.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.published {params.folder:q} --out results/published > {log} 2>&1"
 
@@ -52,6 +54,8 @@ if PUBLISHED["dir"] is not None:
             settings=published_settings,
         log:
             "results/logs/published/fit/{arch}/{dataset}.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.fit --curves {input.curves} --optima {input.optima} "
             "--settings {params.settings:q} --out {output} > {log} 2>&1"
@@ -63,5 +67,7 @@ if PUBLISHED["dir"] is not None:
             PUBLISHED_TARGETS,
         log:
             "results/logs/tables/published.log",
+        conda:
+            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.table --out-prefix " + PUB_TABLE + " {input} > {log} 2>&1"

@@ -30,6 +30,8 @@ rule numbers:
         tex=NUMBERS[1],
     log:
         "results/logs/numbers.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.numbers --out-tsv {output.tsv} --out-tex {output.tex} "
         "{input} > {log} 2>&1"

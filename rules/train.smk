@@ -20,6 +20,8 @@ rule train:
         runtime=lambda w, attempt: CONFIG["experiments"][w.experiment]["runtime_minutes"] * attempt,
     log:
         "results/logs/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}.log",
+    conda:
+        "../envs/train.yaml"
     shell:
         "{PY} -m workflow_scripts.train --cells {params.cells:q} --data {input.data} "
         "--out {output} --checkpoint-dir {params.checkpoints} --threads {threads} 2> {log}"
