@@ -461,3 +461,31 @@ def test_both_estimators_reported_when_ours_is_impossible(aggregate_files):
     assert res["status"] == "impossible" and res["by_estimator"]["ours"]["reason"] == res["reason"]
     authors = res["by_estimator"]["authors"]
     assert authors["status"] == "ok" and abs(authors["estimates"]["gamma1"]["value"] - 0.5) < 0.1
+
+
+@pytest.mark.parametrize("estimator", ["ours", "authors"])
+def test_regression_summaries_match_their_exponents_and_an_independent_ols(estimator):
+    """fit.json `regressions`: statsmodels OLS per fit; slopes agree with the exponents, and
+    slope, intercept and R² with numpy's least squares on the same points."""
+    data = fit.simulate_fit_data(np.random.default_rng(3), [200, 400, 800, 1600], 4, 0.5, 0.8)
+    res = fit.estimate(data, {**SETTINGS, "estimator": estimator, "bootstrap": {"n": 0, "seed": 0}})
+    reg, est = res["regressions"], res["estimates"]
+    assert reg["gamma2"]["slope"] == pytest.approx(est["gamma2"]["value"], rel=1e-9)
+    assert reg["gamma_meas"]["slope"] == pytest.approx(-est["gamma_meas"]["value"], rel=1e-9)
+    assert reg["gamma2"]["n"] == len(res["P_used"]["gamma2"]) == 4
+    if estimator == "ours":
+        assert reg["gamma1"]["slope"] == pytest.approx(-est["gamma1"]["value"], rel=1e-9)
+        assert reg["gamma1"]["se"] == pytest.approx(est["gamma1"]["se_ols"], rel=1e-12)
+    else:
+        per_P = reg["gamma1_per_P"]
+        assert [r["P"] for r in per_P] == res["P_used"]["gamma1"]
+        assert np.mean([r["slope"] for r in per_P]) == pytest.approx(-est["gamma1"]["value"], rel=1e-9)
+        assert est["gamma1"]["se_ols"] == pytest.approx(math.sqrt(np.mean([r["se"] ** 2 for r in per_P])))
+    # γ_meas's regression by hand: log ε_opt(P) on log P (both estimators report ε_opt per P)
+    x = np.log([p["P"] for p in res["per_P"]])
+    y = np.log([p["eps_opt"] for p in res["per_P"]])
+    slope, icpt = np.polyfit(x, y, 1)
+    r2 = 1 - np.sum((y - (slope * x + icpt)) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert reg["gamma_meas"]["slope"] == pytest.approx(slope, rel=1e-9)
+    assert reg["gamma_meas"]["intercept"] == pytest.approx(icpt, rel=1e-9)
+    assert reg["gamma_meas"]["r2"] == pytest.approx(r2, rel=1e-9) and 0 < r2 <= 1

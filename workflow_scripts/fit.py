@@ -397,7 +397,7 @@ def _replicates_authors(data: FitData, st: Settings, weights: list[np.ndarray]) 
     icpts = np.full((B, nP), np.nan)
     n_win = np.zeros((B, nP))
     rows = np.arange(B)
-    designs = {"gamma1_per_P": []} if B == 1 else None
+    designs = {"gamma1_per_P": [], "gamma1_P": []} if B == 1 else None
     for i in range(nP):
         C = weights[i].astype(float)
         Y, grid = data.curves[i], data.grids[i]
@@ -419,6 +419,7 @@ def _replicates_authors(data: FitData, st: Settings, weights: list[np.ndarray]) 
                 slopes[:, i], icpts[:, i] = _ols(x, np.where(win, y, 0.0), win)
                 if designs is not None and win[0].sum():
                     designs["gamma1_per_P"].append((x[0][win[0]], y[0][win[0]]))
+                    designs["gamma1_P"].append(data.P[i])
         L = data.log_lambda_star[i]
         f = np.isfinite(L)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -478,30 +479,53 @@ class warnings_ignored:
         return self._cm.__exit__(*exc)
 
 
-def ols_standard_errors(point: dict, estimator: str) -> dict:
-    """Regression standard errors (statsmodels OLS) of the point estimate's fits.
+def ols_summary(x, y) -> dict:
+    """One regression's statsmodels OLS summary: n, slope, intercept, the slope's standard error
+    and R² (None where the design cannot give them: fewer than 2 distinct x, or for the error
+    n − 2 = 0 residual degrees of freedom)."""
+    import statsmodels.api as sm
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    out = {"n": int(len(x)), "slope": None, "intercept": None, "se": None, "r2": None}
+    if len(x) < 2 or np.ptp(x) == 0:
+        return out
+    res = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
+    out.update(slope=_num(res.params[1]), intercept=_num(res.params[0]))
+    if len(x) >= 3:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.update(se=_num(res.bse[1]), r2=_num(res.rsquared))
+    return out
+
+
+def ols_regressions(point: dict) -> dict:
+    """The point estimate's regressions, each as an ``ols_summary`` (fit.json ``regressions``):
+    gamma1 (ours: the pooled fit) or gamma1_per_P (authors: one per P, with its P), gamma2 and
+    gamma_meas. Slopes are in the fit's own variables (log ε/ε_opt on log λ/λ_opt, log λ_opt and
+    log ε_opt on log P), so γ₁ and γ_meas are minus theirs."""
+    d = point["designs"] or {}
+    out = {k: ols_summary(*d[k]) for k in ("gamma1", "gamma2", "gamma_meas") if k in d}
+    if "gamma1_per_P" in d:
+        out["gamma1_per_P"] = [{"P": int(P), **ols_summary(x, y)}
+                               for P, (x, y) in zip(d.get("gamma1_P", []), d["gamma1_per_P"])]
+    return out
+
+
+def ols_standard_errors(regressions: dict, point: dict, estimator: str) -> dict:
+    """Regression standard errors of the exponents from ``ols_regressions``.
 
     ours: the pooled γ₁ regression, γ₂, γ_meas. authors: γ₁'s error is sqrt(mean of the per-P slope
     variances) as in their notebook; γ₂ and γ_meas as ours. γ_pred by first-order propagation,
     sqrt((γ₂σ₁)² + (γ₁σ₂)²); γ_pred − γ_meas adds σ_meas in quadrature (treated as independent)."""
-    import statsmodels.api as sm
+    def se(key):
+        v = (regressions.get(key) or {}).get("se")
+        return math.nan if v is None else v
 
-    def bse(x, y):
-        x, y = np.asarray(x, float), np.asarray(y, float)
-        if len(x) < 3 or np.ptp(x) == 0:
-            return math.nan   # n − 2 = 0 residual degrees of freedom: no error estimate
-        res = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
-        return float(res.bse[1])
-
-    d = point["designs"] or {}
     if estimator == "authors":
-        var = [bse(x, y) ** 2 for x, y in d.get("gamma1_per_P", [])]
-        var = [v for v in var if math.isfinite(v)]
+        var = [r["se"] ** 2 for r in regressions.get("gamma1_per_P", []) if r["se"] is not None]
         s1 = math.sqrt(sum(var) / len(var)) if var else math.nan
     else:
-        s1 = bse(*d["gamma1"]) if "gamma1" in d else math.nan
-    s2 = bse(*d["gamma2"]) if "gamma2" in d else math.nan
-    sm_ = bse(*d["gamma_meas"]) if "gamma_meas" in d else math.nan
+        s1 = se("gamma1")
+    s2, sm_ = se("gamma2"), se("gamma_meas")
     g1, g2 = float(point["gamma1"][0]), float(point["gamma2"][0])
     sp = math.hypot(g2 * s1, g1 * s2)
     return {"gamma1": s1, "gamma2": s2, "gamma_meas": sm_, "gamma_pred": sp,
@@ -715,7 +739,8 @@ def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
     st = resolve_window(data, st)
     point = _replicates(data, st, _unit_weights(data), estimator)
     _check_point(point, data, st)
-    se_ols = ols_standard_errors(point, estimator)
+    regressions = ols_regressions(point)
+    se_ols = ols_standard_errors(regressions, point, estimator)
     boot = _replicates(data, st, bootstrap_weights(data, st.n_boot, st.seed), estimator) \
         if st.n_boot else None
     alpha = (1 - st.level) / 2
@@ -761,7 +786,7 @@ def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
                                        "rule": "auto", "tolerance": AUTO_TOLERANCE}
     return {"status": "ok", "reason": None, "estimator": estimator, "settings": settings,
             "P_used": P_used, "estimates": estimates, "per_P": per_P, "lines": lines,
-            "bootstrap": bootstrap}
+            "regressions": regressions, "bootstrap": bootstrap}
 
 
 def _min_x(data: FitData, point: dict) -> float | None:
