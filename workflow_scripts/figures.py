@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
@@ -36,6 +37,18 @@ MEASURE_LABEL = {"spectral_complexity": "spectral complexity $R_A$", "spectral_p
                  "lambda": r"$\lambda$"}
 CMAP = "viridis"
 DPI = 150
+# One look for every figure of the pipeline (deep nets, perceptron, sensitivity): seaborn's theme,
+# set once here. The curves are drawn with matplotlib from the aggregate's mean and standard error,
+# not with seaborn's estimators, which would recompute them from the seeds (a second way to the
+# same numbers); seaborn draws the sensitivity heat maps.
+THEME = {"context": "paper", "style": "ticks", "font_scale": 1.0}
+
+
+def set_theme() -> None:
+    sns.set_theme(**THEME)
+
+
+set_theme()
 
 
 class Panel:

@@ -113,6 +113,9 @@ def figure(df: pd.DataFrame, summary: dict, out, title: str = "") -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from .figures import set_theme
+
+    set_theme()
     ests = [e for e in ESTIMATORS if e in set(df["estimator"])]
     fig, axes = plt.subplots(4, len(ests), figsize=(4.6 * len(ests), 14), squeeze=False)
     pm0 = min(df["gamma1_P_min"])
