@@ -140,7 +140,7 @@ def test_bootstrap_replicate_equals_refit_of_resampled_seeds():
     for b in range(5):
         idx = [np.repeat(np.arange(len(w[b])), w[b]) for w in W]
         res = FitData(P=full.P, grids=grids, curves=[c[i] for c, i in zip(curves, idx)],
-                      log_lambda_star=[l[i] for l, i in zip(full.log_lambda_star, idx)],
+                      log_lambda_star=[ls[i] for ls, i in zip(full.log_lambda_star, idx)],
                       eps_star=[e[i] for e, i in zip(full.eps_star, idx)])
         point = fit.estimate(res, {**s, "bootstrap": {"n": 0, "seed": 0}})["estimates"]
         for k in KEYS:

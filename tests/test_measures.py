@@ -188,8 +188,8 @@ def test_log_space_agrees_with_linear_space(layers):
     linear = math.prod(sig) * sum((gi / si) ** (2 / 3) for gi, si in zip(g, sig)) ** 1.5
     assert math.exp(log_spectral_complexity(sig, g)) == pytest.approx(linear, rel=1e-10)
     later = [sum(g[j] for j in range(i + 1, len(g))) for i in range(len(g))]
-    lin_auth = math.prod(sig) * sum((l ** (2 / 3)) / s ** (2 / 3)
-                                    for l, s in zip(later, sig)) ** 1.5
+    lin_auth = math.prod(sig) * sum((la ** (2 / 3)) / s ** (2 / 3)
+                                    for la, s in zip(later, sig)) ** 1.5
     log_auth = log_spectral_complexity_later_sum(sig, g)
     assert (math.exp(log_auth) if lin_auth > 0 else 0.0) == pytest.approx(lin_auth, rel=1e-10)
 

@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 
 from workflow_scripts import fit, sensitivity
-from tests.test_fit import aggregate_files, plateau_fit_data  # noqa: F401 (a fixture)
+from tests import test_fit
+from tests.test_fit import plateau_fit_data
+
+aggregate_files = test_fit.aggregate_files  # the fixture, shared
 
 # What the rule passes: the analysis keys the grid does not vary (no window, no estimator).
 RULE_SETTINGS = {"min_seeds": 2, "P_min": None, "P_max": None, "bootstrap": {"n": 200, "seed": 0},

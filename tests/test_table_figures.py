@@ -171,7 +171,7 @@ def test_grid_of_ablation_variants(fitted, tmp_path):
 
 def test_figure_input_errors(fitted, tmp_path):
     _, groups = fitted
-    (c1, o1, f1), (c2, o2, f2) = groups[("cnn", "mnist")], groups[("vit", "cifar10")]
+    (c1, o1, _), (c2, _, f2) = groups[("cnn", "mnist")], groups[("vit", "cifar10")]
     with pytest.raises(ValueError, match="--optima"):
         figures.main(["grid", "--kind", "curves", "--curves", str(c1), str(c2), "--optima", str(o1),
                       "--out", str(tmp_path / "x.png")])

@@ -1,6 +1,5 @@
 """End to end: snakemake on config/test.yaml, from the dataset to the figures, and its outputs' content."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -187,6 +187,7 @@ def _lanczos_top(A: torch.Tensor, v0: torch.Tensor, rtol: float, max_steps: int,
             u = torch.bmm(A, V[:, :, j:j + 1].to(cd)).squeeze(-1).to(torch.float64)
             if j > 0:
                 u = u - beta.unsqueeze(-1) * U[:, :, j - 1]
+                B[:, j - 1, j] = beta  # the previous step's β: the superdiagonal
                 Uj = U[:, :, :j]  # full reorthogonalisation keeps the Ritz values honest
                 u = u - torch.bmm(Uj, torch.bmm(Uj.transpose(1, 2), u.unsqueeze(-1))).squeeze(-1)
             u, alpha = _safe_normalise(u)
@@ -199,9 +200,6 @@ def _lanczos_top(A: torch.Tensor, v0: torch.Tensor, rtol: float, max_steps: int,
             w, beta = _safe_normalise(w)
             V[:, :, j + 1] = w
             B[:, j, j] = alpha
-            if j > 0:
-                B[:, j - 1, j] = B_super
-            B_super = beta
             total += 1
             Ub, S, Vbh = torch.linalg.svd(B[:, :j + 1, :j + 1])
             sigma = S[:, 0]

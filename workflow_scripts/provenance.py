@@ -14,7 +14,6 @@ import sys
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
 
 from . import PACKAGE_DIR, REPO_ROOT
 
