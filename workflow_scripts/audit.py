@@ -1,6 +1,6 @@
 """Audit: walk from an output (or one number in it) back to the trajectories and configs behind it.
 
-Why: DESIGN.md promises the provenance of every number. Each output records its inputs with their
+Why: the pipeline promises the provenance of every number (README, "Provenance"). Each output records its inputs with their
 sha256 (Parquet footers, fit.json's ``provenance``, the ``.json`` sidecars of tables and figures,
 the TSV of ``numbers.py``). This module follows those records from the output given down to every
 trajectory, re-hashes every file on the way, recomputes each recorded config hash from the config

@@ -30,7 +30,7 @@ Measures (the columns ``MEASURES`` of a trajectory; float64):
     group21               Σ_i ‖A_iᵀ‖_{2,1}, the group-(2,1) norm (sum of the rows' ℓ2 norms).
     spectral_complexity_authors
                           the spectral complexity as the authors' public code computed it, kept for
-                          comparison only (see DESIGN.md, "known defects"):
+                          comparison only (README, "Where this departs from the authors' code"):
         CNN     (Π_i σ_i) · (Σ_i (Σ_{j>i} ‖A_j‖_{2,1})^{2/3} / σ_i^{2/3})^{3/2}: layer i's term uses
                 the sum over the *later* layers j > i of the column (2,1) norms ‖A_j‖_{2,1} (sum of
                 the columns' ℓ2 norms, not of the rows'); the last layer's term is 0.

@@ -2,7 +2,8 @@
 
 ``build_model(arch, dataset, init_scale)`` returns a freshly initialised ``torch.nn.Module`` taking a
 normalised float tensor (B, C, H, W) and returning logits (B, classes). The sizes follow the
-reference protocol (DESIGN.md; the authors' public code); ``digits`` and ``teacher`` (8x8x1 inputs)
+reference protocol (the paper's appendix and the authors' public code; README,
+"Architectures and complexity measures"); ``digits`` and ``teacher`` (8x8x1 inputs)
 get small variants of each architecture that train in seconds on a CPU, for tests and the quick
 config.
 
@@ -63,7 +64,7 @@ VIT_SPECS = {
     "cifar100": dict(patch=4, dim=256, depth=6, heads=4),
     "digits": dict(patch=2, dim=32, depth=2, heads=2),
 }
-# Parameter counts of the reference protocol (DESIGN.md), in millions, for the tests.
+# Parameter counts of the reference protocol (the paper's), in millions, for the tests.
 REFERENCE_PARAMS_M = {
     ("cnn", "mnist"): 12.9, ("cnn", "cifar10"): 16.9, ("cnn", "cifar100"): 35.7,
     ("resnet", "mnist"): 0.70, ("resnet", "cifar10"): 11.2, ("resnet", "cifar100"): 21.3,

@@ -1,4 +1,4 @@
-"""Provenance: who made a file, from what, with which code (DESIGN.md, data contracts).
+"""Provenance: who made a file, from what, with which code (README, "What the pipeline makes").
 
 Every output of the pipeline carries a ``provenance`` dict built here, so that the audit can walk from
 any number back to the trajectories, configs and code that produced it.
