@@ -43,4 +43,3 @@ localrules:
 rule all:
     input:
         final_targets(),
-        PERCEPTRON_TARGETS,

@@ -9,12 +9,12 @@ def ablation_panels(name):
 
 
 def ablation_inputs(wildcards):
-    agg = [f"results/aggregate/{e}/{a}/{d}/{m}" for e, a, d, m in ablation_panels(wildcards.ablation)]
+    ids = [dict(experiment=e, arch=a, dataset=d, measure=m)
+           for e, a, d, m in ablation_panels(wildcards.ablation)]
     return {
-        "curves": [f"{p}/curves.parquet" for p in agg],
-        "optima": [f"{p}/optima.parquet" for p in agg],
-        "fits": [f"results/fit/{e}/{a}/{d}/{m}/fit.json"
-                 for e, a, d, m in ablation_panels(wildcards.ablation)],
+        "curves": [AGG.format(**i) + "/curves.parquet" for i in ids],
+        "optima": [AGG.format(**i) + "/optima.parquet" for i in ids],
+        "fits": [FIT.format(**i) for i in ids],
     }
 
 
@@ -22,7 +22,7 @@ rule ablation_figure:
     input:
         unpack(ablation_inputs),
     output:
-        with_sidecars(report("results/figures/ablations/{ablation}_{kind}.png",
+        with_sidecars(report(ABLATION_FIG,
                              caption="../report/figure_ablation.rst", category="Figures ablations",
                              subcategory="{ablation}", labels={"figure": "{ablation} {kind}",
                              "arch": "all", "dataset": "all", "measure": "all"})),
@@ -41,24 +41,18 @@ rule ablation_table:
     input:
         lambda w: ablation_inputs(w)["fits"],
     output:
-        report("results/tables/ablations/{ablation}.csv", caption="../report/table_ablation.rst",
+        report(table_files(ABLATION_TABLE)[0], caption="../report/table_ablation.rst",
                category="Tables", subcategory="ablations",
                labels={"table": "{ablation}", "experiment": "ablations"}),
-        "results/tables/ablations/{ablation}.md",
-        "results/tables/ablations/{ablation}.tex",
-        "results/tables/ablations/{ablation}.json",
+        *table_files(ABLATION_TABLE)[1:],
+        ABLATION_TABLE + ".json",
     log:
         "results/logs/ablation_table/{ablation}.log",
     conda:
         "../envs/analysis.yaml"
     shell:
-        "{PY} -m workflow_scripts.table --out-prefix results/tables/ablations/{wildcards.ablation} "
+        "{PY} -m workflow_scripts.table --out-prefix " + ABLATION_TABLE.replace("{ablation}", "{wildcards.ablation}") + " "
         "{input} > {log} 2>&1"
-
-
-def ablation_targets(name):
-    return {"fig": [f"results/figures/ablations/{name}_{k}.png" for k in ("curves", "collapse")],
-            "table": [f"results/tables/ablations/{name}.{x}" for x in ("csv", "md", "tex")]}
 
 
 for _ablation in CONFIG["ablations"]:
@@ -78,9 +72,9 @@ for _ablation in CONFIG["ablations"]:
 
 rule fig_main:
     input:
-        [t for t in final_targets() if t.startswith("results/figures/main/grid_")],
+        experiment_targets("main")["grids"],
 
 
 rule table1:
     input:
-        multiext("results/tables/main/table1", ".csv", ".md", ".tex"),
+        experiment_targets("main")["table"],

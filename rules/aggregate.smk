@@ -7,8 +7,8 @@ rule aggregate:
     input:
         lambda w: batch_dirs(w.experiment, w.arch, w.dataset),
     output:
-        curves="results/aggregate/{experiment}/{arch}/{dataset}/{measure}/curves.parquet",
-        optima="results/aggregate/{experiment}/{arch}/{dataset}/{measure}/optima.parquet",
+        curves=f"{AGG}/curves.parquet",
+        optima=f"{AGG}/optima.parquet",
     params:
         settings=lambda w: analysis_json(w, keys=("grid_points", "min_seeds")),
     log:

@@ -77,21 +77,52 @@ def analysis_outputs(experiment):
     return [(a, d, m) for a, d in pairs(experiment) for m in measures(experiment, a, d)]
 
 
+# Result paths, defined once: rules use these templates, the target functions below fill them.
+GROUP = "{experiment}/{arch}/{dataset}/{measure}"
+AGG = f"results/aggregate/{GROUP}"  # + /curves.parquet, /optima.parquet
+FIT = f"results/fit/{GROUP}/fit.json"
+SENSITIVITY = f"results/sensitivity/{GROUP}"  # + /sensitivity.{parquet,json}
+FIG = f"results/figures/{GROUP}"  # + /<kind>.png
+GRID_FIG = "results/figures/{experiment}/grid_{kind}_{measure}.png"
+TABLE1 = "results/tables/{experiment}/table1"  # + a table format
+ABLATION_FIG = "results/figures/ablations/{ablation}_{kind}.png"
+ABLATION_TABLE = "results/tables/ablations/{ablation}"
+NUMBERS = ["results/numbers/numbers.tsv", "results/numbers/numbers.tex"]
+TABLE_FORMATS = (".csv", ".md", ".tex")
+PANEL_KINDS = ("curves", "collapse", "scaling")
+GRID_KINDS = ("curves", "collapse")
+
+
+def table_files(prefix):
+    """A table's three formats (the .json sidecar is written beside them)."""
+    return [prefix + ext for ext in TABLE_FORMATS]
+
+
+def experiment_targets(experiment):
+    """An experiment's figures: per (arch, dataset, measure) panels with their sensitivity heat
+    map, and the 3x3 grids per measure; and its Table 1."""
+    triples = analysis_outputs(experiment)
+    panels = [f"{FIG.format(experiment=experiment, arch=a, dataset=d, measure=m)}/{kind}.png"
+              for a, d, m in triples for kind in (*PANEL_KINDS, "sensitivity")]
+    grids = [GRID_FIG.format(experiment=experiment, kind=kind, measure=m)
+             for m in sorted({m for _, _, m in triples}) for kind in GRID_KINDS]
+    return {"panels": panels, "grids": grids, "table": table_files(TABLE1.format(experiment=experiment))}
+
+
+def ablation_targets(name):
+    return {"fig": [ABLATION_FIG.format(ablation=name, kind=k) for k in GRID_KINDS],
+            "table": table_files(ABLATION_TABLE.format(ablation=name))}
+
+
 def final_targets():
-    """Everything `rule all` builds: per experiment its figures and Table 1."""
+    """Everything `rule all` builds: every experiment's and ablation's figures and tables, the
+    numbers file, and, when configured, Table 1 of the published curves and the perceptron."""
     targets = []
     for experiment in CONFIG["experiments"]:
-        triples = analysis_outputs(experiment)
-        for arch, dataset, measure in triples:
-            base = f"results/figures/{experiment}/{arch}/{dataset}/{measure}"
-            targets += [f"{base}/{kind}.png" for kind in ("curves", "collapse", "scaling", "sensitivity")]
-        for measure in sorted({m for _, _, m in triples}):
-            targets += [f"results/figures/{experiment}/grid_curves_{measure}.png",
-                        f"results/figures/{experiment}/grid_collapse_{measure}.png"]
-        targets += [f"results/tables/{experiment}/table1.{ext}" for ext in ("csv", "md", "tex")]
+        t = experiment_targets(experiment)
+        targets += t["panels"] + t["grids"] + t["table"]
     for ablation in CONFIG["ablations"]:
-        targets += [f"results/figures/ablations/{ablation}_{k}.png" for k in ("curves", "collapse")]
-        targets += [f"results/tables/ablations/{ablation}.{x}" for x in ("csv", "md", "tex")]
-    targets += ["results/numbers/numbers.tsv", "results/numbers/numbers.tex"]
-    targets += PUBLISHED_TARGETS  # rules/published.smk: empty unless published.dir is set
-    return targets
+        t = ablation_targets(ablation)
+        targets += t["fig"] + t["table"]
+    # defined by rules/published.smk and rules/perceptron.smk (empty when not configured)
+    return targets + NUMBERS + PUBLISHED_TARGETS + PERCEPTRON_TARGETS

@@ -2,9 +2,6 @@
 # Every PNG has a <png>.json beside it: the numbers it shows and the inputs (sha256) they came from.
 import os
 
-AGG = "results/aggregate/{experiment}/{arch}/{dataset}/{measure}"
-FIG = "results/figures/{experiment}/{arch}/{dataset}/{measure}"
-
 
 def with_sidecars(*pngs):
     return [f for png in pngs for f in (png, f"{png}.json")]
@@ -14,13 +11,13 @@ rule figures:
     input:
         curves=f"{AGG}/curves.parquet",
         optima=f"{AGG}/optima.parquet",
-        fit="results/fit/{experiment}/{arch}/{dataset}/{measure}/fit.json",
+        fit=FIT,
     output:
         with_sidecars(*(report(f"{FIG}/{kind}.png", caption=f"../report/figure_{kind}.rst",
                                category="Figures {experiment}", subcategory="{arch} {dataset}",
                                labels={"figure": kind, "arch": "{arch}", "dataset": "{dataset}",
                                        "measure": "{measure}"})
-                        for kind in ("curves", "collapse", "scaling"))),
+                        for kind in PANEL_KINDS)),
     params:
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
@@ -35,11 +32,11 @@ rule figures:
 def grid_inputs(wildcards):
     w = wildcards
     done = [(a, d) for a, d in pairs(w.experiment) if w.measure in measures(w.experiment, a, d)]
-    agg = [f"results/aggregate/{w.experiment}/{a}/{d}/{w.measure}" for a, d in done]
+    ids = [dict(experiment=w.experiment, arch=a, dataset=d, measure=w.measure) for a, d in done]
     return {
-        "curves": [f"{p}/curves.parquet" for p in agg],
-        "optima": [f"{p}/optima.parquet" for p in agg],
-        "fits": [f"results/fit/{w.experiment}/{a}/{d}/{w.measure}/fit.json" for a, d in done],
+        "curves": [AGG.format(**i) + "/curves.parquet" for i in ids],
+        "optima": [AGG.format(**i) + "/optima.parquet" for i in ids],
+        "fits": [FIT.format(**i) for i in ids],
     }
 
 
@@ -47,7 +44,7 @@ rule figure_grid:
     input:
         unpack(grid_inputs),
     output:
-        with_sidecars(report("results/figures/{experiment}/grid_{kind}_{measure}.png",
+        with_sidecars(report(GRID_FIG,
                              caption="../report/figure_grid.rst", category="Figures {experiment}",
                              subcategory="all archs and datasets",
                              labels={"figure": "grid {kind}", "arch": "all", "dataset": "all",

@@ -5,10 +5,10 @@ SENSITIVITY_KEYS = ("min_seeds", "P_min", "P_max", "bootstrap", "sensitivity")
 
 rule fit:
     input:
-        curves="results/aggregate/{experiment}/{arch}/{dataset}/{measure}/curves.parquet",
-        optima="results/aggregate/{experiment}/{arch}/{dataset}/{measure}/optima.parquet",
+        curves=f"{AGG}/curves.parquet",
+        optima=f"{AGG}/optima.parquet",
     output:
-        "results/fit/{experiment}/{arch}/{dataset}/{measure}/fit.json",
+        FIT,
     params:
         settings=analysis_json,
     log:
@@ -24,12 +24,12 @@ rule fit:
 # it uses go into params: a new main window does not rerun it.
 rule sensitivity:
     input:
-        curves="results/aggregate/{experiment}/{arch}/{dataset}/{measure}/curves.parquet",
-        optima="results/aggregate/{experiment}/{arch}/{dataset}/{measure}/optima.parquet",
+        curves=f"{AGG}/curves.parquet",
+        optima=f"{AGG}/optima.parquet",
     output:
-        table="results/sensitivity/{experiment}/{arch}/{dataset}/{measure}/sensitivity.parquet",
-        summary="results/sensitivity/{experiment}/{arch}/{dataset}/{measure}/sensitivity.json",
-        figure=report("results/figures/{experiment}/{arch}/{dataset}/{measure}/sensitivity.png",
+        table=f"{SENSITIVITY}/sensitivity.parquet",
+        summary=f"{SENSITIVITY}/sensitivity.json",
+        figure=report(f"{FIG}/sensitivity.png",
                       caption="../report/sensitivity.rst", category="Sensitivity",
                       subcategory="{experiment}",
                       labels={"arch": "{arch}", "dataset": "{dataset}", "measure": "{measure}"}),
@@ -47,20 +47,19 @@ rule sensitivity:
 
 rule tables:
     input:
-        fits=lambda w: [f"results/fit/{w.experiment}/{a}/{d}/{m}/fit.json"
+        fits=lambda w: [FIT.format(experiment=w.experiment, arch=a, dataset=d, measure=m)
                         for a, d, m in analysis_outputs(w.experiment)],
-        sensitivity=lambda w: [f"results/sensitivity/{w.experiment}/{a}/{d}/{m}/sensitivity.json"
-                               for a, d, m in analysis_outputs(w.experiment)],
+        sensitivity=lambda w: [SENSITIVITY.format(experiment=w.experiment, arch=a, dataset=d, measure=m)
+                               + "/sensitivity.json" for a, d, m in analysis_outputs(w.experiment)],
     output:
-        report("results/tables/{experiment}/table1.csv", caption="../report/table1.rst",
+        report(table_files(TABLE1)[0], caption="../report/table1.rst",
                category="Tables", subcategory="{experiment}",
                labels={"table": "Table 1", "experiment": "{experiment}"}),
-        "results/tables/{experiment}/table1.md",
-        "results/tables/{experiment}/table1.tex",
+        *table_files(TABLE1)[1:],
     log:
         "results/logs/tables/{experiment}.log",
     conda:
         "../envs/analysis.yaml"
     shell:
-        "{PY} -m workflow_scripts.table --out-prefix results/tables/{wildcards.experiment}/table1 "
+        "{PY} -m workflow_scripts.table --out-prefix " + TABLE1.replace("{experiment}", "{wildcards.experiment}") + " "
         "{input.fits} --sensitivity {input.sensitivity} > {log} 2>&1"

@@ -16,7 +16,7 @@ if PUBLISHED["dir"] is not None:
 
     PUB_PAIRS = sorted(PUB_FILES)
     PUB_TABLE = "results/tables/published/table1"
-    PUBLISHED_TARGETS = [f"{PUB_TABLE}.{ext}" for ext in ("csv", "md", "tex")]
+    PUBLISHED_TARGETS = table_files(PUB_TABLE)
 
     def published_settings(wildcards):
         """The refit's settings: the experiment's (the authors' windows), both estimators."""

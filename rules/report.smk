@@ -6,14 +6,11 @@ report: "../report/workflow.rst"
 
 def numbers_fits():
     """Every fit.json of the run: each experiment's (arch, dataset, measure), and the perceptron's."""
-    fits = [f"results/fit/{e}/{a}/{d}/{m}/fit.json"
+    fits = [FIT.format(experiment=e, arch=a, dataset=d, measure=m)
             for e in CONFIG["experiments"] for a, d, m in analysis_outputs(e)]
     if globals().get("PERCEPTRON") is not None:  # rules/perceptron.smk, when included
         fits.append(f"results/perceptron/fit/N{PERCEPTRON['N']}/lambda/fit.json")
     return fits
-
-
-NUMBERS = ["results/numbers/numbers.tsv", "results/numbers/numbers.tex"]
 
 
 # seconds of work: on the submit host under --profile slurm, like the other analysis rules
