@@ -381,3 +381,41 @@ def test_report_lists_every_figure_and_table(run, tmp_path):
     assert "re-analyses the" in norms  # a reusing experiment names the runs it analyses
     desc = re.search(r"var workflow_desc = (\".*?\");\n", text).group(1)
     assert "audit" in json.loads(desc) and "system-message" not in json.loads(desc)
+
+
+def test_curves_figure_without_a_fit_audits_its_refined_optima(tmp_path, capsys):
+    """A curves figure drawn without fit.json marks each P's refined (parabola-vertex) minimum; the
+    audit must recompute that same minimum, not the grid argmin (a false mismatch otherwise)."""
+    import numpy as np
+
+    from workflow_scripts import aggregate, figures, fit, trajectory
+
+    root = tmp_path / "results"
+    for df, meta in fit.simulate_trajectories(np.random.default_rng(8), [200, 600, 2000], 4, 0.5, 0.9,
+                                              experiment="main", arch="vit", dataset="digits"):
+        c = meta["config"]
+        trajectory.write_trajectory(df, meta, root / "train" / f"P{c['P']}" / f"seed{c['seed']}.parquet")
+    agg = root / "aggregate/main/vit/digits/spectral_complexity"
+    settings = {"measures": ["spectral_complexity"], "grid_points": 60, "min_seeds": 2}
+    aggregate.main(["--measure", "spectral_complexity", "--settings", json.dumps(settings),
+                    "--out-curves", str(agg / "curves.parquet"), "--out-optima", str(agg / "optima.parquet"),
+                    str(root / "train")])
+    png = root / "figures/main/vit/digits/spectral_complexity/curves.png"
+    figures.main(["curves", "--curves", str(agg / "curves.parquet"), "--optima", str(agg / "optima.parquet"),
+                  "--out", str(png)])
+    shown = io.read_json(str(png) + ".json")["panels"][0]["shown"]
+    P = 600
+    lam_drawn = shown["per_P"][str(P)]["lambda_opt"]
+    # the refined minimum is off the grid: a grid argmin could not agree with it
+    df, _ = aggregate.read_aggregate_file(agg / "curves.parquet")
+    m = df[(df["kind"] == "mean") & (df["P"] == P)]
+    assert np.min(np.abs(m["log_lambda"] - np.log(lam_drawn))) > 1e-6
+    for number in (f"lambda_opt@{P}", f"eps_opt@{P}"):
+        rc, out, err = audit_in_process(capsys, png, "--number", number)
+        assert rc == 0, err
+    # and an edited sidecar is still caught
+    side = io.read_json(str(png) + ".json")
+    side["panels"][0]["shown"]["per_P"][str(P)]["lambda_opt"] *= 1.01
+    io.write_json(side, str(png) + ".json")
+    rc, _, err = audit_in_process(capsys, png, "--number", f"lambda_opt@{P}")
+    assert rc == 1 and "value mismatch" in err

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, provenance
+from .provenance import IDENTITY, fit_identity
 
 SHORT = 12
 ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_meas", "k1", "k2",
@@ -51,8 +52,6 @@ ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_m
 PER_P = ("eps_opt", "lambda_opt", "lambda_star_geomean", "n_seeds", "n_window_points")
 FIELDS = ("ci_low", "ci_high", "se", "value")
 OPTIMA_NUMBERS = ("lambda_star", "eps_star", "step_star")
-FIT_PATH = re.compile(r"(?:^|/)fit/([^/]+)/([^/]+)/([^/]+)/([^/]+)/fit\.json$")
-IDENTITY = ("experiment", "arch", "dataset", "measure")
 
 
 class UsageError(ValueError):
@@ -120,16 +119,6 @@ def parse_number(name: str) -> tuple[str, str, int | None]:
         if fld != "value":
             break
     return base, fld, P
-
-
-def fit_identity(path: str, group: dict | None = None) -> dict:
-    """(experiment, arch, dataset, measure) of a fit: from its path results/fit/e/a/d/m/fit.json when
-    it has that form (the analysis experiment; the group in fit.json names the training one for
-    experiments that reuse another's runs), else from the group recorded in the file."""
-    m = FIT_PATH.search(str(path).replace("\\", "/"))
-    if m:
-        return dict(zip(IDENTITY, m.groups()))
-    return {k: str((group or {}).get(k, "?")) for k in IDENTITY}
 
 
 def select_one(candidates: list[tuple[dict, object]], row: str | None, what: str):
@@ -793,18 +782,18 @@ def figure_number(aud: Auditor, path: Path, row: str | None, number: str):
     if fit_path is not None:
         want, where = fit_value(_read_json(fit_path), q, fld, P, aud.show(fit_path))
         source = fit_path
-    else:  # the curves figure marks the minimum of each mean curve: recompute it
+    else:  # the curves figure marks the minimum of each mean curve: recompute it, as drawn
         from .aggregate import read_aggregate_file
+        from .fit import curve_minimum
 
         curves = aud.resolve(next(x for x in panel["inputs"] if "curves" in Path(x).name))
         df, _ = read_aggregate_file(curves)
-        m = df[(df["kind"] == "mean") & (df["P"] == P) & ~df["masked"].astype(bool)]
-        m = m[np.isfinite(m["test_error"]) & (m["test_error"] > 0)].sort_values("log_lambda")
+        m = df[(df["kind"] == "mean") & (df["P"] == P) & ~df["masked"].astype(bool)].sort_values("log_lambda")
         if q not in ("lambda_opt", "eps_opt") or not len(m):
             raise UsageError(f"{number}: this figure has no fit; only lambda_opt@P and eps_opt@P")
-        j = int(np.argmin(m["test_error"].to_numpy()))
-        want = float(np.exp(m["log_lambda"].iloc[j])) if q == "lambda_opt" else float(m["test_error"].iloc[j])
-        where, source = f"minimum of the mean curve of P={P}", curves
+        lam_opt, eps_opt = curve_minimum(np.exp(m["log_lambda"].to_numpy(float)), m["test_error"].to_numpy(float))
+        want = lam_opt if q == "lambda_opt" else eps_opt
+        where, source = f"refined minimum of the mean curve of P={P}", curves
     if not same_number(got, want, rtol=1e-12):
         problems.append(f"value mismatch: {aud.show(side)} shows {number} = {got!r}, "
                         f"{aud.show(source)} {where} = {want!r}")

@@ -27,7 +27,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from . import io, provenance  # noqa: E402
 from .aggregate import read_aggregate_file, summarise_curves  # noqa: E402
-from .fit import vertex  # noqa: E402
+from .fit import curve_minimum  # noqa: E402
 from .table import ARCH_LABEL, ARCH_ORDER, DATASET_LABEL, DATASET_ORDER  # noqa: E402
 
 MEASURE_LABEL = {"spectral_complexity": "spectral complexity $R_A$", "spectral_product":
@@ -103,14 +103,7 @@ class Panel:
                 if row["P"] == P and row.get("lambda_opt") and row.get("eps_opt"):
                     return row["lambda_opt"], row["eps_opt"]
         lam, err, _ = self.curve(P)
-        ok = np.isfinite(err) & (err > 0)
-        if not ok.any():
-            return math.nan, math.nan
-        # the same sub-grid minimum as fit.py (parabola vertex in log-log around the grid minimum)
-        logy = np.where(ok, np.log(np.where(ok, err, 1.0)), np.inf)[None, :]
-        j = np.array([int(np.argmin(logy[0]))])
-        x, y = vertex(np.log(lam), logy, j)
-        return float(np.exp(x[0])), float(np.exp(y[0]))
+        return curve_minimum(lam, err)
 
     def norm(self):
         if not self.Ps:

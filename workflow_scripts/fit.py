@@ -532,6 +532,19 @@ def ols_standard_errors(regressions: dict, point: dict, estimator: str) -> dict:
             "gamma_pred_minus_meas": math.hypot(sp, sm_)}
 
 
+def curve_minimum(lam: np.ndarray, err: np.ndarray) -> tuple[float, float]:
+    """(λ, ε) at the minimum of one mean curve, refined as the fit refines it (``vertex`` in log-log
+    around the grid minimum); NaNs when no point has a positive finite error. The one definition
+    figures (drawn without a fit) and the audit share."""
+    lam, err = np.asarray(lam, float), np.asarray(err, float)
+    ok = np.isfinite(err) & (err > 0)
+    if not ok.any():
+        return math.nan, math.nan
+    logy = np.where(ok, np.log(np.where(ok, err, 1.0)), np.inf)[None, :]
+    x, y = vertex(np.log(lam), logy, np.array([int(np.argmin(logy[0]))]))
+    return float(np.exp(x[0])), float(np.exp(y[0]))
+
+
 def vertex(grid: np.ndarray, values: np.ndarray, j: np.ndarray):
     """Sub-grid minimum: the vertex of the parabola through the discrete minimum j and its two
     neighbours (rows of ``values``; +inf = masked), kept within half a grid step of grid[j].

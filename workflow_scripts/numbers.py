@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from . import io, provenance
-from .audit import fit_identity
+from .provenance import fit_identity
 
 COLUMNS = ("key", "macro", "value", "text", "experiment", "arch", "dataset", "measure", "quantity",
            "field", "status", "paper", "source", "source_sha256", "pointer")

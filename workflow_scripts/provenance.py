@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -19,6 +20,21 @@ from . import PACKAGE_DIR, REPO_ROOT
 
 TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn",
                     "statsmodels", "matplotlib", "seaborn", "snakemake")
+
+
+# A fit's identity: the (experiment, arch, dataset, measure) its path or its recorded group names.
+FIT_PATH = re.compile(r"(?:^|/)fit/([^/]+)/([^/]+)/([^/]+)/([^/]+)/fit\.json$")
+IDENTITY = ("experiment", "arch", "dataset", "measure")
+
+
+def fit_identity(path: str, group: dict | None = None) -> dict:
+    """(experiment, arch, dataset, measure) of a fit: from its path results/fit/e/a/d/m/fit.json when
+    it has that form (the analysis experiment; the group in fit.json names the training one for
+    experiments that reuse another's runs), else from the group recorded in the file."""
+    m = FIT_PATH.search(str(path).replace("\\", "/"))
+    if m:
+        return dict(zip(IDENTITY, m.groups()))
+    return {k: str((group or {}).get(k, "?")) for k in IDENTITY}
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
