@@ -4,13 +4,13 @@
 
 def ablation_panels(name):
     """(experiment, arch, dataset, measure) of every panel of an ablation, in config order."""
-    return [(e, a, d, m) for e in CONFIG["ablations"][name]["experiments"]
-            for a, d, m in analysis_outputs(e)]
+    return [(e, a, d, m) for e in CONFIG["ablations"][name]["experiments"] for a, d, m in analysis_outputs(e)]
 
 
 def ablation_inputs(wildcards):
-    ids = [dict(experiment=e, arch=a, dataset=d, measure=m)
-           for e, a, d, m in ablation_panels(wildcards.ablation)]
+    ids = [
+        dict(experiment=e, arch=a, dataset=d, measure=m) for e, a, d, m in ablation_panels(wildcards.ablation)
+    ]
     return {
         "curves": [AGG.format(**i) + "/curves.parquet" for i in ids],
         "optima": [AGG.format(**i) + "/optima.parquet" for i in ids],
@@ -22,14 +22,19 @@ rule ablation_figure:
     input:
         unpack(ablation_inputs),
     output:
-        with_sidecars(report(ABLATION_FIG,
-                             caption="../report/figure_ablation.rst", category="Figures ablations",
-                             subcategory="{ablation}", labels={"figure": "{ablation} {kind}",
-                             "arch": "all", "dataset": "all", "measure": "all"})),
-    wildcard_constraints:
-        kind="curves|collapse",
+        with_sidecars(
+            report(
+                ABLATION_FIG,
+                caption="../report/figure_ablation.rst",
+                category="Figures ablations",
+                subcategory="{ablation}",
+                labels={"figure": "{ablation} {kind}", "arch": "all", "dataset": "all", "measure": "all"},
+            )
+        ),
     log:
         "results/logs/ablation_figure/{ablation}_{kind}.log",
+    wildcard_constraints:
+        kind="curves|collapse",
     conda:
         "../envs/analysis.yaml"
     shell:
@@ -41,9 +46,13 @@ rule ablation_table:
     input:
         lambda w: ablation_inputs(w)["fits"],
     output:
-        report(table_files(ABLATION_TABLE)[0], caption="../report/table_ablation.rst",
-               category="Tables", subcategory="ablations",
-               labels={"table": "{ablation}", "experiment": "ablations"}),
+        report(
+            table_files(ABLATION_TABLE)[0],
+            caption="../report/table_ablation.rst",
+            category="Tables",
+            subcategory="ablations",
+            labels={"table": "{ablation}", "experiment": "ablations"},
+        ),
         *table_files(ABLATION_TABLE)[1:],
         ABLATION_TABLE + ".json",
     log:
@@ -51,7 +60,9 @@ rule ablation_table:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "{PY} -m workflow_scripts.table --out-prefix " + ABLATION_TABLE.replace("{ablation}", "{wildcards.ablation}") + " "
+        "{PY} -m workflow_scripts.table --out-prefix "
+        + ABLATION_TABLE.replace("{ablation}", "{wildcards.ablation}")
+        + " "
         "{input} > {log} 2>&1"
 
 

@@ -9,12 +9,12 @@ rule aggregate:
     output:
         curves=f"{AGG}/curves.parquet",
         optima=f"{AGG}/optima.parquet",
-    params:
-        settings=lambda w: analysis_json(w, keys=("grid_points", "min_seeds")),
     log:
         "results/logs/aggregate/{experiment}/{arch}/{dataset}/{measure}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        settings=lambda w: analysis_json(w, keys=("grid_points", "min_seeds")),
     shell:
         "{PY} -m workflow_scripts.aggregate --experiment {wildcards.experiment} "
         "--measure {wildcards.measure} "

@@ -15,8 +15,7 @@ except cfg.ConfigError as e:
 # with --sdm conda each rule's own environment (envs/, the rule's conda: directive) runs them.
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-PY = ("python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-      else sys.executable)
+PY = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
 
 
 wildcard_constraints:
@@ -57,8 +56,7 @@ def batch_cells(wildcards):
     w = wildcards
     for batch in cfg.seed_batches(CONFIG, w.experiment, w.arch, w.dataset):
         if (batch[0], batch[-1]) == (int(w.first), int(w.last)):
-            return [cfg.resolve_cell(CONFIG, w.experiment, w.arch, w.dataset, int(w.P), s)
-                    for s in batch]
+            return [cfg.resolve_cell(CONFIG, w.experiment, w.arch, w.dataset, int(w.P), s) for s in batch]
     raise WorkflowError(f"no seed batch {w.first}-{w.last} for {w.experiment}/{w.arch}/{w.dataset}")
 
 
@@ -102,16 +100,24 @@ def experiment_targets(experiment):
     """An experiment's figures: per (arch, dataset, measure) panels with their sensitivity heat
     map, and the 3x3 grids per measure; and its Table 1."""
     triples = analysis_outputs(experiment)
-    panels = [f"{FIG.format(experiment=experiment, arch=a, dataset=d, measure=m)}/{kind}.png"
-              for a, d, m in triples for kind in (*PANEL_KINDS, "sensitivity")]
-    grids = [GRID_FIG.format(experiment=experiment, kind=kind, measure=m)
-             for m in sorted({m for _, _, m in triples}) for kind in GRID_KINDS]
+    panels = [
+        f"{FIG.format(experiment=experiment, arch=a, dataset=d, measure=m)}/{kind}.png"
+        for a, d, m in triples
+        for kind in (*PANEL_KINDS, "sensitivity")
+    ]
+    grids = [
+        GRID_FIG.format(experiment=experiment, kind=kind, measure=m)
+        for m in sorted({m for _, _, m in triples})
+        for kind in GRID_KINDS
+    ]
     return {"panels": panels, "grids": grids, "table": table_files(TABLE1.format(experiment=experiment))}
 
 
 def ablation_targets(name):
-    return {"fig": [ABLATION_FIG.format(ablation=name, kind=k) for k in GRID_KINDS],
-            "table": table_files(ABLATION_TABLE.format(ablation=name))}
+    return {
+        "fig": [ABLATION_FIG.format(ablation=name, kind=k) for k in GRID_KINDS],
+        "table": table_files(ABLATION_TABLE.format(ablation=name)),
+    }
 
 
 def final_targets():

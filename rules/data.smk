@@ -17,10 +17,10 @@ localrules:
 rule download:
     output:
         directory("results/download/{dataset}"),
-    wildcard_constraints:
-        dataset="mnist|cifar10|cifar100",
     log:
         "results/logs/download/{dataset}.log",
+    wildcard_constraints:
+        dataset="mnist|cifar10|cifar100",
     conda:
         "../envs/train.yaml"
     shell:
@@ -34,13 +34,13 @@ rule datasets:
     output:
         npz="results/datasets/{dataset}.npz",
         record="results/datasets/{dataset}.json",
-    params:
-        raw=lambda w, input: f"--raw-dir {input[0]}" if input else "",
-        md5="" if CONFIG["data"]["verify_download_md5"] else "--no-verify-md5",
     log:
         "results/logs/datasets/{dataset}.log",
     conda:
         "../envs/train.yaml"
+    params:
+        raw=lambda w, input: f"--raw-dir {input[0]}" if input else "",
+        md5="" if CONFIG["data"]["verify_download_md5"] else "--no-verify-md5",
     shell:
         "{PY} -m workflow_scripts.datasets prepare --dataset {wildcards.dataset} {params.raw} "
         "{params.md5} --out {output.npz} > {log} 2>&1"

@@ -13,17 +13,29 @@ rule figures:
         optima=f"{AGG}/optima.parquet",
         fit=FIT,
     output:
-        with_sidecars(*(report(f"{FIG}/{kind}.png", caption=f"../report/figure_{kind}.rst",
-                               category="Figures {experiment}", subcategory="{arch} {dataset}",
-                               labels={"figure": kind, "arch": "{arch}", "dataset": "{dataset}",
-                                       "measure": "{measure}"})
-                        for kind in PANEL_KINDS)),
-    params:
-        out_dir=lambda w, output: os.path.dirname(output[0]),
+        with_sidecars(
+            *(
+                report(
+                    f"{FIG}/{kind}.png",
+                    caption=f"../report/figure_{kind}.rst",
+                    category="Figures {experiment}",
+                    subcategory="{arch} {dataset}",
+                    labels={
+                        "figure": kind,
+                        "arch": "{arch}",
+                        "dataset": "{dataset}",
+                        "measure": "{measure}",
+                    },
+                )
+                for kind in PANEL_KINDS
+            )
+        ),
     log:
         "results/logs/figures/{experiment}/{arch}/{dataset}/{measure}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     shell:
         "{PY} -m workflow_scripts.figures panel --curves {input.curves} --optima {input.optima} "
         "--fit {input.fit} --out-dir {params.out_dir} > {log} 2>&1"
@@ -44,15 +56,19 @@ rule figure_grid:
     input:
         unpack(grid_inputs),
     output:
-        with_sidecars(report(GRID_FIG,
-                             caption="../report/figure_grid.rst", category="Figures {experiment}",
-                             subcategory="all archs and datasets",
-                             labels={"figure": "grid {kind}", "arch": "all", "dataset": "all",
-                                     "measure": "{measure}"})),
-    wildcard_constraints:
-        kind="curves|collapse",
+        with_sidecars(
+            report(
+                GRID_FIG,
+                caption="../report/figure_grid.rst",
+                category="Figures {experiment}",
+                subcategory="all archs and datasets",
+                labels={"figure": "grid {kind}", "arch": "all", "dataset": "all", "measure": "{measure}"},
+            )
+        ),
     log:
         "results/logs/figure_grid/{experiment}/{kind}_{measure}.log",
+    wildcard_constraints:
+        kind="curves|collapse",
     conda:
         "../envs/analysis.yaml"
     shell:

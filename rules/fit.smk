@@ -9,12 +9,12 @@ rule fit:
         optima=f"{AGG}/optima.parquet",
     output:
         FIT,
-    params:
-        settings=analysis_json,
     log:
         "results/logs/fit/{experiment}/{arch}/{dataset}/{measure}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        settings=analysis_json,
     shell:
         "{PY} -m workflow_scripts.fit --curves {input.curves} --optima {input.optima} "
         "--settings {params.settings:q} --out {output} > {log} 2>&1"
@@ -29,16 +29,19 @@ rule sensitivity:
     output:
         table=f"{SENSITIVITY}/sensitivity.parquet",
         summary=f"{SENSITIVITY}/sensitivity.json",
-        figure=report(f"{FIG}/sensitivity.png",
-                      caption="../report/sensitivity.rst", category="Sensitivity",
-                      subcategory="{experiment}",
-                      labels={"arch": "{arch}", "dataset": "{dataset}", "measure": "{measure}"}),
-    params:
-        settings=lambda w: analysis_json(w, keys=SENSITIVITY_KEYS),
+        figure=report(
+            f"{FIG}/sensitivity.png",
+            caption="../report/sensitivity.rst",
+            category="Sensitivity",
+            subcategory="{experiment}",
+            labels={"arch": "{arch}", "dataset": "{dataset}", "measure": "{measure}"},
+        ),
     log:
         "results/logs/sensitivity/{experiment}/{arch}/{dataset}/{measure}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        settings=lambda w: analysis_json(w, keys=SENSITIVITY_KEYS),
     shell:
         "{PY} -m workflow_scripts.sensitivity --curves {input.curves} --optima {input.optima} "
         "--settings {params.settings:q} --out-table {output.table} --out-json {output.summary} "
@@ -47,19 +50,29 @@ rule sensitivity:
 
 rule tables:
     input:
-        fits=lambda w: [FIT.format(experiment=w.experiment, arch=a, dataset=d, measure=m)
-                        for a, d, m in analysis_outputs(w.experiment)],
-        sensitivity=lambda w: [SENSITIVITY.format(experiment=w.experiment, arch=a, dataset=d, measure=m)
-                               + "/sensitivity.json" for a, d, m in analysis_outputs(w.experiment)],
+        fits=lambda w: [
+            FIT.format(experiment=w.experiment, arch=a, dataset=d, measure=m)
+            for a, d, m in analysis_outputs(w.experiment)
+        ],
+        sensitivity=lambda w: [
+            SENSITIVITY.format(experiment=w.experiment, arch=a, dataset=d, measure=m) + "/sensitivity.json"
+            for a, d, m in analysis_outputs(w.experiment)
+        ],
     output:
-        report(table_files(TABLE1)[0], caption="../report/table1.rst",
-               category="Tables", subcategory="{experiment}",
-               labels={"table": "Table 1", "experiment": "{experiment}"}),
+        report(
+            table_files(TABLE1)[0],
+            caption="../report/table1.rst",
+            category="Tables",
+            subcategory="{experiment}",
+            labels={"table": "Table 1", "experiment": "{experiment}"},
+        ),
         *table_files(TABLE1)[1:],
     log:
         "results/logs/tables/{experiment}.log",
     conda:
         "../envs/analysis.yaml"
     shell:
-        "{PY} -m workflow_scripts.table --out-prefix " + TABLE1.replace("{experiment}", "{wildcards.experiment}") + " "
+        "{PY} -m workflow_scripts.table --out-prefix "
+        + TABLE1.replace("{experiment}", "{wildcards.experiment}")
+        + " "
         "{input.fits} --sensitivity {input.sensitivity} > {log} 2>&1"

@@ -32,15 +32,18 @@ if PUBLISHED["dir"] is not None:
         input:
             [str(p) for p in PUB_FILES.values()],
         output:
-            [f"results/published/aggregate/{a}/{d}/{f}.parquet" for a, d in PUB_PAIRS
-             for f in ("curves", "optima")],
+            [
+                f"results/published/aggregate/{a}/{d}/{f}.parquet"
+                for a, d in PUB_PAIRS
+                for f in ("curves", "optima")
+            ],
             report="results/published/import.json",
-        params:
-            folder=PUBLISHED["dir"],
         log:
             "results/logs/published/import.log",
         conda:
             "../envs/analysis.yaml"
+        params:
+            folder=PUBLISHED["dir"],
         shell:
             "{PY} -m workflow_scripts.published {params.folder:q} --out results/published > {log} 2>&1"
 
@@ -50,12 +53,12 @@ if PUBLISHED["dir"] is not None:
             optima="results/published/aggregate/{arch}/{dataset}/optima.parquet",
         output:
             "results/published/fit/{arch}/{dataset}/fit.json",
-        params:
-            settings=published_settings,
         log:
             "results/logs/published/fit/{arch}/{dataset}.log",
         conda:
             "../envs/analysis.yaml"
+        params:
+            settings=published_settings,
         shell:
             "{PY} -m workflow_scripts.fit --curves {input.curves} --optima {input.optima} "
             "--settings {params.settings:q} --out {output} > {log} 2>&1"

@@ -6,8 +6,11 @@ report: "../report/workflow.rst"
 
 def numbers_fits():
     """Every fit.json of the run: each experiment's (arch, dataset, measure), and the perceptron's."""
-    fits = [FIT.format(experiment=e, arch=a, dataset=d, measure=m)
-            for e in CONFIG["experiments"] for a, d, m in analysis_outputs(e)]
+    fits = [
+        FIT.format(experiment=e, arch=a, dataset=d, measure=m)
+        for e in CONFIG["experiments"]
+        for a, d, m in analysis_outputs(e)
+    ]
     if globals().get("PERCEPTRON") is not None:  # rules/perceptron.smk, when included
         fits.append(f"results/perceptron/fit/N{PERCEPTRON['N']}/lambda/fit.json")
     return fits
@@ -22,8 +25,9 @@ rule numbers:
     input:
         numbers_fits(),
     output:
-        tsv=report(NUMBERS[0], caption="../report/numbers.rst", category="Numbers",
-                   labels={"file": "numbers.tsv"}),
+        tsv=report(
+            NUMBERS[0], caption="../report/numbers.rst", category="Numbers", labels={"file": "numbers.tsv"}
+        ),
         tex=NUMBERS[1],
     log:
         "results/logs/numbers.log",

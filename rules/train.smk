@@ -9,19 +9,19 @@ rule train:
         record="results/datasets/{dataset}.json",
     output:
         directory("results/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}"),
-    params:
-        cells=lambda w: as_json(batch_cells(w)),
-        checkpoints="results/train_checkpoints",
+    log:
+        "results/logs/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}.log",
+    conda:
+        "../envs/train.yaml"
     # small inputs: one thread per job and jobs side by side beats threads fighting over cores
     threads: lambda w: 1 if w.dataset in ("digits", "teacher") else 8
     resources:
         gpu=train_gpus,  # SLURM: --gpus=1 (type: SD_SLURM_GPU_MODEL); locally only a label
         # a job killed at its time limit is retried with more time and resumes from checkpoints
         runtime=lambda w, attempt: CONFIG["experiments"][w.experiment]["runtime_minutes"] * attempt,
-    log:
-        "results/logs/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}.log",
-    conda:
-        "../envs/train.yaml"
+    params:
+        cells=lambda w: as_json(batch_cells(w)),
+        checkpoints="results/train_checkpoints",
     shell:
         "{PY} -m workflow_scripts.train --cells {params.cells:q} --data {input.data} "
         "--out {output} --checkpoint-dir {params.checkpoints} --threads {threads} 2> {log}"
