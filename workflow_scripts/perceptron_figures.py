@@ -387,7 +387,12 @@ def fig_paper_variables(scaling, validation, runs_in, out) -> dict:
     a2.set_yscale("log")
     a2.set_xlabel("α = P/N")
     a2.set_ylabel("λ_opt")
-    a2.set_title("(c) λ_opt against α (lines: fits over the γ₂ range)")
+    gc = pv["checks"].get("gd_gamma2")
+    gd_txt = ("" if not gc else
+              f"; GD check ({gc['mode']}, ±{gc['tolerance']:.3g}): "
+              + ("not asserted" if not gc["asserted"] else ("pass" if gc["pass"] else "FAIL"))
+              if gc.get("tolerance") is not None else f"; GD check ({gc['mode']}): n/a")
+    a2.set_title(f"(c) λ_opt against α (lines: fits over the γ₂ range){gd_txt}", fontsize=8)
     a2.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     _save(fig, out, [scaling, validation] + files, shown, "perceptron_paper_variables")
