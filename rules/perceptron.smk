@@ -77,6 +77,10 @@ if PERCEPTRON is not None:
         resources:
             mem_mb=lambda w: pcp.memory_mb(int(w.N), float(w.alpha), len(pcp_batch(w)),
                                            PERCEPTRON["max_batch_mb"], PERCEPTRON["dtype"]),
+            # the measured cost with a margin, more on a retry (the default 2 h is far too short
+            # for the paper block's α = 50 jobs: about 4 h at the unloaded rate)
+            runtime=lambda w, attempt: attempt * pcp.runtime_minutes(
+                int(w.N), float(w.alpha), len(pcp_batch(w)), pcp_runs(w.kind)["steps"]),
         log:
             "results/logs/perceptron/{kind}/N{N}/alpha{alpha}/seeds{first}-{last}.log",
         conda:

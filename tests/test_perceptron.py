@@ -11,6 +11,7 @@ import pytest
 from scipy import optimize
 
 from workflow_scripts import aggregate, fit, io, perceptron as pc, perceptron_figures as pf
+from workflow_scripts.config import load_config
 from workflow_scripts.provenance import canonical_json
 from workflow_scripts.trajectory import BASE_COLUMNS, read_trajectory
 
@@ -342,3 +343,16 @@ def test_float32_products_follow_the_float64_trajectory():
     assert np.allclose(a["lambda"], b["lambda"], rtol=1e-5)
     with pytest.raises(ValueError, match="dtype"):
         pc.simulate(200, 3.0, [0], 5, dtype="float16")
+
+
+def test_gd_jobs_ask_for_their_measured_cost_as_time_limit():
+    """The SLURM time limit of a GD job is its cost model (seeds × steps × P·N × rate, doubled)
+    plus 10 minutes; the paper block's α = 50 jobs need far more than the 2 h default."""
+    rate = pc.RUNTIME_S_PER_ENTRY
+    assert pc.runtime_minutes(100, 5, 3, 4000) == math.ceil(3 * 4000 * 500 * 100 * rate / 60) + 10
+    assert pc.runtime_minutes(1000, 50, 2, 200000) > 2 * pc.runtime_minutes(1000, 20, 2, 200000) > 120
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "results/perceptron/train/N1000/alpha50/seeds0-1"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    want = pc.runtime_minutes(1000, 50, 2, load_config(REPO / "config/config.yaml")["perceptron"]["steps"])
+    assert f"runtime={want}," in out.stdout

@@ -233,6 +233,18 @@ def memory_mb(N: int, alpha: float, n_seeds: int, max_batch_mb: float, dtype="fl
     return int(stack * per_seed * 1.2 / 2 ** 20) + 600
 
 
+# Seconds per seed, step and (P, N) entry for a job's time limit: the unloaded rate measured by
+# bench/bench_perceptron.py (1.5 ns, float64, one core), doubled; a job killed at its limit is
+# retried with twice the time (rule perceptron_train). Loaded machines measured up to 4.8 ns.
+RUNTIME_S_PER_ENTRY = 2 * 1.5e-9
+
+
+def runtime_minutes(N: int, alpha: float, n_seeds: int, steps: int) -> int:
+    """Time limit of one GD job (SLURM ``runtime``): its measured cost with a factor 2 margin, and
+    10 minutes for start-up and writing."""
+    return int(math.ceil(n_seeds * steps * n_examples(N, alpha) * N * RUNTIME_S_PER_ENTRY / 60)) + 10
+
+
 def expand_inputs(items) -> list[Path]:
     """Files given, plus the *.parquet files directly inside directories given; sorted."""
     out = []
