@@ -21,10 +21,15 @@ if PERCEPTRON is not None:
     PCP_SCALING = PERCEPTRON["scaling"]
     PCP_LARGE = PERCEPTRON["large_alpha"]
     # the large-α GD runs (own N), read only by the paper-variable analysis
-    PCP_LARGE_DIRS = ([f"{PCP_DIR}/large_alpha/N{PCP_LARGE['N']}/alpha{pcp.alpha_tag(a)}/"
-                       f"{cfg.batch_name(b)}" for a in PCP_LARGE["alphas"]
-                       for b in pcp.run_settings(PERCEPTRON, "large_alpha")["batches"]]
-                      if PCP_LARGE["enabled"] else [])
+    PCP_LARGE_DIRS = (
+        [
+            f"{PCP_DIR}/large_alpha/N{PCP_LARGE['N']}/alpha{pcp.alpha_tag(a)}/" f"{cfg.batch_name(b)}"
+            for a in PCP_LARGE["alphas"]
+            for b in pcp.run_settings(PERCEPTRON, "large_alpha")["batches"]
+        ]
+        if PCP_LARGE["enabled"]
+        else []
+    )
 
     def pcp_runs(kind):
         """Settings of the GD runs of ``kind``: 'train' (main loss) or 'square_loss'."""
@@ -32,16 +37,22 @@ if PERCEPTRON is not None:
 
     def pcp_batch_dirs(kind, N, alphas=None):
         run = pcp_runs(kind)
-        return [f"{PCP_DIR}/{kind}/N{N}/alpha{pcp.alpha_tag(a)}/{cfg.batch_name(b)}"
-                for a in (run["alphas"] if alphas is None else alphas) for b in run["batches"]]
+        return [
+            f"{PCP_DIR}/{kind}/N{N}/alpha{pcp.alpha_tag(a)}/{cfg.batch_name(b)}"
+            for a in (run["alphas"] if alphas is None else alphas)
+            for b in run["batches"]
+        ]
 
     def pcp_batch(wildcards):
         """The seeds of one GD job, checked against the config."""
         run = pcp_runs(wildcards.kind)
-        if int(wildcards.N) != run["N"] or not any(pcp.alpha_tag(a) == wildcards.alpha
-                                                for a in run["alphas"]):
-            raise WorkflowError(f"perceptron {wildcards.kind} N={wildcards.N} "
-                                f"alpha={wildcards.alpha} is not in the config")
+        if int(wildcards.N) != run["N"] or not any(
+            pcp.alpha_tag(a) == wildcards.alpha for a in run["alphas"]
+        ):
+            raise WorkflowError(
+                f"perceptron {wildcards.kind} N={wildcards.N} "
+                f"alpha={wildcards.alpha} is not in the config"
+            )
         for b in run["batches"]:
             if (b[0], b[-1]) == (int(wildcards.first), int(wildcards.last)):
                 return b
@@ -62,8 +73,20 @@ if PERCEPTRON is not None:
     rule perceptron_train:
         output:
             directory(PCP_DIR + "/{kind}/N{N,\\d+}/alpha{alpha,[0-9.]+}/seeds{first}-{last}"),
+        log:
+            "results/logs/perceptron/{kind}/N{N}/alpha{alpha}/seeds{first}-{last}.log",
         wildcard_constraints:
             kind="train|square_loss|large_alpha",
+        conda:
+            "../envs/analysis.yaml"
+        resources:
+            mem_mb=lambda w: pcp.memory_mb(
+                int(w.N), float(w.alpha), len(pcp_batch(w)), PERCEPTRON["max_batch_mb"], PERCEPTRON["dtype"]
+            ),
+            # the measured cost with a margin, more on a retry (the default 2 h is far too short
+            # for the paper block's α = 50 jobs: about 4 h at the unloaded rate)
+            runtime=lambda w, attempt: attempt
+            * pcp.runtime_minutes(int(w.N), float(w.alpha), len(pcp_batch(w)), pcp_runs(w.kind)["steps"]),
         params:
             seeds=lambda w: " ".join(map(str, pcp_batch(w))),
             steps=lambda w: pcp_runs(w.kind)["steps"],
@@ -74,17 +97,6 @@ if PERCEPTRON is not None:
             n_log=PERCEPTRON["n_log"],
             max_batch_mb=PERCEPTRON["max_batch_mb"],
             dtype=PERCEPTRON["dtype"],
-        resources:
-            mem_mb=lambda w: pcp.memory_mb(int(w.N), float(w.alpha), len(pcp_batch(w)),
-                                           PERCEPTRON["max_batch_mb"], PERCEPTRON["dtype"]),
-            # the measured cost with a margin, more on a retry (the default 2 h is far too short
-            # for the paper block's α = 50 jobs: about 4 h at the unloaded rate)
-            runtime=lambda w, attempt: attempt * pcp.runtime_minutes(
-                int(w.N), float(w.alpha), len(pcp_batch(w)), pcp_runs(w.kind)["steps"]),
-        log:
-            "results/logs/perceptron/{kind}/N{N}/alpha{alpha}/seeds{first}-{last}.log",
-        conda:
-            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron train --N {wildcards.N} --alpha {wildcards.alpha} "
             "--seeds {params.seeds} --steps {params.steps} --loss {params.loss} "
@@ -98,12 +110,12 @@ if PERCEPTRON is not None:
         output:
             curves=PCP_DIR + "/aggregate/N{N,\\d+}/lambda/curves.parquet",
             optima=PCP_DIR + "/aggregate/N{N}/lambda/optima.parquet",
-        params:
-            settings=as_json({k: PCP_ANALYSIS[k] for k in ("grid_points", "min_seeds")}),
         log:
             "results/logs/perceptron/aggregate/N{N}.log",
         conda:
             "../envs/analysis.yaml"
+        params:
+            settings=as_json({k: PCP_ANALYSIS[k] for k in ("grid_points", "min_seeds")}),
         shell:
             "{PY} -m workflow_scripts.aggregate --measure lambda --settings {params.settings:q} "
             "--out-curves {output.curves} --out-optima {output.optima} {input} > {log} 2>&1"
@@ -114,12 +126,12 @@ if PERCEPTRON is not None:
             optima=PCP_DIR + "/aggregate/N{N}/lambda/optima.parquet",
         output:
             PCP_DIR + "/fit/N{N,\\d+}/lambda/fit.json",
-        params:
-            settings=as_json(PCP_ANALYSIS),
         log:
             "results/logs/perceptron/fit/N{N}.log",
         conda:
             "../envs/analysis.yaml"
+        params:
+            settings=as_json(PCP_ANALYSIS),
         shell:
             "{PY} -m workflow_scripts.fit --curves {input.curves} --optima {input.optima} "
             "--settings {params.settings:q} --out {output} > {log} 2>&1"
@@ -127,15 +139,15 @@ if PERCEPTRON is not None:
     rule perceptron_fixed_norm:
         output:
             PCP_DIR + "/fixed_norm/N{N,\\d+}/alpha{alpha,[0-9.]+}.parquet",
+        log:
+            "results/logs/perceptron/fixed_norm/N{N}/alpha{alpha}.log",
+        conda:
+            "../envs/analysis.yaml"
         params:
             seeds=" ".join(map(str, PERCEPTRON["fixed_norm"]["seeds"])),
             lambdas=as_json(PERCEPTRON["fixed_norm"]["lambdas"]),
             max_iter=PERCEPTRON["fixed_norm"]["max_iter"],
             inputs=PERCEPTRON["inputs"],
-        log:
-            "results/logs/perceptron/fixed_norm/N{N}/alpha{alpha}.log",
-        conda:
-            "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.perceptron fixed-norm --N {wildcards.N} "
             "--alpha {wildcards.alpha} --seeds {params.seeds} --lambdas {params.lambdas:q} "
@@ -145,14 +157,14 @@ if PERCEPTRON is not None:
         output:
             reference=PCP_DIR + "/theory/reference.parquet",
             replica=PCP_DIR + "/theory/replica.parquet",
-        params:
-            alphas=" ".join(map(str, PCP_THEORY_ALPHAS)),
-            lambdas=as_json(PERCEPTRON["theory"]["lambdas"]),
-            reference_alphas=as_json(PERCEPTRON["theory"]["reference_alphas"]),
         log:
             "results/logs/perceptron/theory.log",
         conda:
             "../envs/analysis.yaml"
+        params:
+            alphas=" ".join(map(str, PCP_THEORY_ALPHAS)),
+            lambdas=as_json(PERCEPTRON["theory"]["lambdas"]),
+            reference_alphas=as_json(PERCEPTRON["theory"]["reference_alphas"]),
         shell:
             "{PY} -m workflow_scripts.perceptron theory --alphas {params.alphas} "
             "--lambdas {params.lambdas:q} --reference-alphas {params.reference_alphas:q} "
@@ -162,13 +174,13 @@ if PERCEPTRON is not None:
     rule perceptron_theory_scaling:
         output:
             PCP_DIR + "/theory/replica_scaling.parquet",
-        params:
-            alphas=" ".join(map(str, pcp.scaling_theory_alphas(PERCEPTRON))),
-            lambdas=as_json(PCP_SCALING["lambdas"]),
         log:
             "results/logs/perceptron/theory_scaling.log",
         conda:
             "../envs/analysis.yaml"
+        params:
+            alphas=" ".join(map(str, pcp.scaling_theory_alphas(PERCEPTRON))),
+            lambdas=as_json(PCP_SCALING["lambdas"]),
         shell:
             "{PY} -m workflow_scripts.perceptron theory-scaling --alphas {params.alphas} "
             "--lambdas {params.lambdas:q} --out {output} > {log} 2>&1"
@@ -177,21 +189,23 @@ if PERCEPTRON is not None:
         input:
             runs=pcp_batch_dirs("train", PCP_N),
             fit=f"{PCP_DIR}/fit/N{PCP_N}/lambda/fit.json",
-            fixed_norm=[f"{PCP_DIR}/fixed_norm/N{PCP_N}/alpha{pcp.alpha_tag(a)}.parquet"
-                        for a in PERCEPTRON["fixed_norm"]["alphas"]],
+            fixed_norm=[
+                f"{PCP_DIR}/fixed_norm/N{PCP_N}/alpha{pcp.alpha_tag(a)}.parquet"
+                for a in PERCEPTRON["fixed_norm"]["alphas"]
+            ],
             replica=rules.perceptron_theory.output.replica,
             scaling=rules.perceptron_theory_scaling.output[0],
             large=PCP_LARGE_DIRS,
         output:
             PCP_DIR + "/validation.json",
-        params:
-            alpha=PERCEPTRON["validation"]["alpha"],
-            window=as_json(PCP_ANALYSIS["window"]),
-            scaling=as_json(PCP_SCALING),
         log:
             "results/logs/perceptron/validate.log",
         conda:
             "../envs/analysis.yaml"
+        params:
+            alpha=PERCEPTRON["validation"]["alpha"],
+            window=as_json(PCP_ANALYSIS["window"]),
+            scaling=as_json(PCP_SCALING),
         shell:
             "{PY} -m workflow_scripts.perceptron validate {input.runs} --fit {input.fit} "
             "--fixed-norm {input.fixed_norm} --replica {input.replica} "

@@ -8,7 +8,7 @@ of the loss at a fixed norm and sharpness λ. This module simulates both, comput
 the trajectories in the contract of ``trajectory.py`` so that the deep nets' aggregation and fits
 (``aggregate.py``, ``fit.py``) run on them unchanged.
 
-Model (DESIGN.md, "The science in one page")
+Model (the paper's teacher–student setting; README, "The teacher–student perceptron")
     teacher w* ~ N(0, I_N); inputs x ∈ R^N with i.i.d. N(0, 1) ("gaussian") or ±1 ("binary")
     entries; labels y = sign(w*·x) (0 -> +1); P = αN examples; stability Δ = y w·x/√N.
     losses ℓ(Δ): logistic log(1 + e^(−2Δ)); square (1 − Δ)²/2 (the counterexample).

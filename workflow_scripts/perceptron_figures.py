@@ -37,7 +37,10 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from . import io, provenance  # noqa: E402
 from .aggregate import read_aggregate_file  # noqa: E402
 from . import perceptron as pc  # noqa: E402
+from .figures import set_theme  # noqa: E402
 from .perceptron import alpha_tag, expand_inputs  # noqa: E402
+
+set_theme()  # the pipeline's one look
 from .trajectory import read_trajectory  # noqa: E402
 
 DPI = 150
@@ -125,8 +128,8 @@ def fig_trajectory(runs_in, fixed_norm, reference, replica, alpha: float, out) -
         ax.errorbar(fm.index, fm.values, yerr=fs.values, fmt="s", ms=3.5, color="k", mfc="white",
                     lw=0.8, zorder=4, label=f"fixed norm, N={int(fn['N'].iloc[0])} "
                                             f"({int(fn['seed'].nunique())} samples)")
-        fshown = [{"lambda": float(l), "mean": float(m), "sem": _num(s)}
-                  for l, m, s in zip(fm.index, fm.values, fs.values)]
+        fshown = [{"lambda": float(lam), "mean": float(m), "sem": _num(s)}
+                  for lam, m, s in zip(fm.index, fm.values, fs.values)]
     if not rep.empty:
         ax.plot(rep["lambda"], rep["test_error"], "k--", lw=1.2, zorder=2,
                 label="fixed norm, replica theory (N→∞)")
@@ -224,7 +227,7 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
     a1.set_title("(b) complexity at the optimum")
     a1.legend(fontsize=7, frameon=False)
     shown["lambda_opt"] = {"alpha": al.tolist(), "lambda_opt": lo.tolist(),
-                           "replica": [{"alpha": a, "lambda_opt": l, "eps_opt": e} for a, l, e in theory_opt]}
+                           "replica": [{"alpha": a, "lambda_opt": lam, "eps_opt": e} for a, lam, e in theory_opt]}
     # (c) collapse
     window = (fitj.get("settings") or {}).get("window")
     for P, col in zip(Ps, colors):
@@ -260,12 +263,12 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
         lines = fitj.get("lines") or {}
         xs = np.geomspace(ae.min(), ae.max(), 50)
         if ok and lines.get("eps_opt"):
-            l = lines["eps_opt"]
-            a3.plot(xs, np.exp(l["intercept"] + l["slope"] * np.log(xs * N)), "k-", lw=1,
+            ln = lines["eps_opt"]
+            a3.plot(xs, np.exp(ln["intercept"] + ln["slope"] * np.log(xs * N)), "k-", lw=1,
                     label=f"fit γ_meas = {est_txt('gamma_meas')}")
         if ok and lines.get("predicted") and lines["predicted"].get("intercept") is not None:
-            l = lines["predicted"]
-            a3.plot(xs, np.exp(l["intercept"] + l["slope"] * np.log(xs * N)), color="tab:blue",
+            ln = lines["predicted"]
+            a3.plot(xs, np.exp(ln["intercept"] + ln["slope"] * np.log(xs * N)), color="tab:blue",
                     lw=1, ls="-.", label=f"predicted γ₁γ₂ = {est_txt('gamma_pred')}")
     a3.set_xscale("log")
     a3.set_yscale("log")
@@ -346,9 +349,9 @@ def fig_paper_variables(scaling, validation, runs_in, out) -> dict:
     a0.plot(big, pc.LIMIT_C / np.sqrt(big), "k:", lw=1, label=f"{pc.LIMIT_C:.3f} λ^(−½)")
     a1.plot(lam, pc.local_slope(lam, f), "k-", lw=2, label="α → ∞ limit")
     gcols = plt.get_cmap("autumn")(np.linspace(0, 0.8, max(1, len(gd))))
-    for (a, (l, e, e0)), col in zip(sorted(gd.items()), gcols):
-        a0.plot(l, e / e0, "--", color=col, lw=1, label=f"GD α = {a:g}")
-        a1.plot(l, pc.local_slope(l, e / e0), "--", color=col, lw=0.8)
+    for (a, (lam, e, e0)), col in zip(sorted(gd.items()), gcols):
+        a0.plot(lam, e / e0, "--", color=col, lw=1, label=f"GD α = {a:g}")
+        a1.plot(lam, pc.local_slope(lam, e / e0), "--", color=col, lw=0.8)
     a1.axhline(0.5, color="0.4", ls=":", lw=1)
     g1 = pv["theory"]["gamma1"]
     if g1["window"] and g1["window"][1]:
