@@ -1,4 +1,4 @@
-# The teacher-student perceptron (workflow_scripts/perceptron.py): free-norm GD runs, the fixed-norm
+# The teacher-student perceptron (workflow_scripts/perceptron/): free-norm GD runs, the fixed-norm
 # curve, theory, the deep nets' aggregation and fit on λ = |w|/√N, figures and checks.
 # Everything goes under results/perceptron/. Rules exist only when the config has a `perceptron:`
 # block (validated against config/schema/perceptron.schema.yaml by rules/common.smk).
@@ -7,12 +7,7 @@ from workflow_scripts import perceptron as pcp
 PERCEPTRON = CONFIG.get("perceptron")
 PERCEPTRON_TARGETS = []
 
-if PERCEPTRON is not None:
-    try:
-        pcp.check_config(PERCEPTRON)
-    except ValueError as e:
-        raise WorkflowError(f"invalid configuration: {e}") from None
-
+if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config (common.smk)
     PCP_DIR = "results/perceptron"
     PCP_N = PERCEPTRON["N"]
     PCP_FIG_ALPHA = pcp.alpha_tag(PERCEPTRON["figures"]["alpha"])
@@ -227,7 +222,7 @@ if PERCEPTRON is not None:
         conda:
             "../envs/analysis.yaml"
         shell:
-            "{PY} -m workflow_scripts.perceptron_figures paper-variables --scaling {input.scaling} "
+            "{PY} -m workflow_scripts.perceptron.figures paper-variables --scaling {input.scaling} "
             "--validation {input.validation} --runs {input.runs} {input.large} "
             "--out {output.png} > {log} 2>&1"
 
@@ -245,7 +240,7 @@ if PERCEPTRON is not None:
         conda:
             "../envs/analysis.yaml"
         shell:
-            "{PY} -m workflow_scripts.perceptron_figures trajectory --runs {input.runs} "
+            "{PY} -m workflow_scripts.perceptron.figures trajectory --runs {input.runs} "
             "--fixed-norm {input.fixed_norm} --reference {input.reference} "
             "--replica {input.replica} --alpha {wildcards.alpha} --out {output.png} > {log} 2>&1"
 
@@ -264,7 +259,7 @@ if PERCEPTRON is not None:
         conda:
             "../envs/analysis.yaml"
         shell:
-            "{PY} -m workflow_scripts.perceptron_figures scaling --curves {input.curves} "
+            "{PY} -m workflow_scripts.perceptron.figures scaling --curves {input.curves} "
             "--optima {input.optima} --fit {input.fit} --reference {input.reference} "
             "--replica {input.replica} --N {wildcards.N} --out {output.png} > {log} 2>&1"
 
@@ -281,7 +276,7 @@ if PERCEPTRON is not None:
         conda:
             "../envs/analysis.yaml"
         shell:
-            "{PY} -m workflow_scripts.perceptron_figures square-loss --square {input.square} "
+            "{PY} -m workflow_scripts.perceptron.figures square-loss --square {input.square} "
             "--logistic {input.logistic} --reference {input.reference} "
             "--alpha {wildcards.alpha} --out {output.png} > {log} 2>&1"
 

@@ -80,6 +80,17 @@ def rules(tmp_path_factory):
     return load_workflow(tmp_path_factory.mktemp("envs"), conda=False)[0]
 
 
+def module_file(name: str, main: bool = False) -> Path | None:
+    """The source of a workflow_scripts module: a .py file, or a package's __init__.py (its
+    __main__.py too, for ``python -m``, with ``main``)."""
+    path = ROOT / name.replace(".", "/")
+    if path.with_suffix(".py").exists():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").exists():
+        return path / ("__main__.py" if main and (path / "__main__.py").exists() else "__init__.py")
+    return None
+
+
 def imported_packages(module: str) -> dict[str, set[str]]:
     """{top-level package: {modules of ours importing it}} for a workflow_scripts module and every
     workflow_scripts module it imports, transitively, counting imports inside functions too (most
@@ -90,15 +101,22 @@ def imported_packages(module: str) -> dict[str, set[str]]:
         if name in seen:
             continue
         seen.add(name)
-        tree = ast.parse((ROOT / (name.replace(".", "/") + ".py")).read_text())
+        source = module_file(name, main=name == module)
+        if name == module and source.name == "__main__.py":  # python -m pkg runs __init__ first
+            todo.append(f"{name}.__init__")
+        if name.endswith(".__init__"):
+            source, name = module_file(name.removesuffix(".__init__")), name.removesuffix(".__init__")
+        package = name if source.name in ("__init__.py", "__main__.py") else name.rsplit(".", 1)[0]
+        tree = ast.parse(source.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                if node.level:  # from . import io, from .fit import x
-                    base = "workflow_scripts" + (f".{node.module}" if node.module else "")
+                if node.level:  # from . import io, from .fit import x, from ..aggregate import y
+                    parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = parent + (f".{node.module}" if node.module else "")
                     subs = [f"{base}.{a.name}" for a in node.names]
-                    todo += [m for m in [base, *subs] if (ROOT / (m.replace(".", "/") + ".py")).exists()]
+                    todo += [m for m in [base, *subs] if module_file(m) is not None]
                     continue
                 targets = [node.module]
             else:
@@ -106,7 +124,7 @@ def imported_packages(module: str) -> dict[str, set[str]]:
             for t in targets:
                 top = t.split(".")[0]
                 if top == "workflow_scripts":
-                    todo += [m for m in (t,) if (ROOT / (m.replace(".", "/") + ".py")).exists()]
+                    todo += [m for m in (t,) if module_file(m) is not None]
                 elif top not in sys.stdlib_module_names and top != "__future__":
                     found.setdefault(top, set()).add(name)
     return found
@@ -138,9 +156,13 @@ def test_every_python_rule_names_an_environment_that_covers_its_entry_point(rule
 
 
 def test_the_import_scan_sees_lazy_imports():
-    """sensitivity imports seaborn inside its figure function; the scan must see it."""
+    """sensitivity imports seaborn inside its figure function; the scan must see it, and follow a
+    package's relative imports (the perceptron's figures reach seaborn through ..figures)."""
     assert "workflow_scripts.sensitivity" in imported_packages("workflow_scripts.sensitivity")["seaborn"]
     assert "torch" in imported_packages("workflow_scripts.train")
+    pcp = imported_packages("workflow_scripts.perceptron")
+    assert "scipy" in pcp and "torch" not in pcp
+    assert "workflow_scripts.figures" in imported_packages("workflow_scripts.perceptron.figures")["seaborn"]
 
 
 def test_conda_deployment_runs_the_environments_python(tmp_path):

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from workflow_scripts import aggregate, fit, io, perceptron as pc, perceptron_figures as pf
+from workflow_scripts import aggregate, fit, io, perceptron as pc
+from workflow_scripts.perceptron import figures as pf
 from workflow_scripts.config import load_config
 from workflow_scripts.provenance import canonical_json
 from workflow_scripts.trajectory import BASE_COLUMNS, read_trajectory
@@ -242,6 +243,9 @@ def test_config_schema_defaults_and_semantic_checks():
         pc.check_config({**cfg, "N": 201})
     with pytest.raises(ValueError, match="figures.alpha"):
         pc.check_config({**cfg, "figures": {"alpha": 6}})
+    # the semantic checks run in load_config too: the same ConfigError as any key, before any job
+    with pytest.raises(ConfigError, match="figures.alpha"):
+        load_config({**base, "perceptron": {"N": 200, "figures": {"alpha": 6}}})
     run = pc.run_settings({**cfg, "seeds": list(range(7)), "seeds_per_job": 3}, "train")
     assert run["batches"] == [[0, 1, 2], [3, 4, 5], [6]]
 
@@ -302,7 +306,7 @@ def test_pipeline_pieces_end_to_end(tmp_path):
     assert s["square"]["final_lambda"] < s["logistic"]["final_lambda"]   # λ saturates
 
 
-@pytest.mark.parametrize("module", ["perceptron", "perceptron_figures"])
+@pytest.mark.parametrize("module", ["perceptron", "perceptron.figures"])
 def test_cli_help(module):
     out = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
                          capture_output=True, text=True)

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts import io, perceptron as pc, perceptron_figures as pf
+from workflow_scripts import io, perceptron as pc
+from workflow_scripts.perceptron import figures as pf
 
 
 def _dense_grid(R, lam):
@@ -22,12 +23,13 @@ def test_quadrature_is_accurate_at_alpha_2000(monkeypatch):
     lams = np.geomspace(0.1, 3000, 8)
     r = pc.replica_fixed_norm(2000.0, lams)
     assert r["converged"].all()
-    monkeypatch.setattr(pc, "omega_grid_for", _dense_grid)
+    # the theory module looks the grid up itself: patch it there
+    monkeypatch.setattr(pc.theory, "omega_grid_for", _dense_grid)
     ref = pc.replica_fixed_norm(2000.0, lams)
     assert ref["converged"].all()
     rel = np.abs(r["test_error"].to_numpy() / ref["test_error"].to_numpy() - 1)
     assert rel.max() < 1e-6, rel
-    monkeypatch.setattr(pc, "omega_grid_for", lambda R, lam: (pc.OMEGA, pc.OMEGA_W))
+    monkeypatch.setattr(pc.theory, "omega_grid_for", lambda R, lam: (pc.OMEGA, pc.OMEGA_W))
     old = pc.replica_fixed_norm(2000.0, lams[-3:])
     # the refinement is what makes the difference (the old grid is off by percents)
     assert np.max(np.abs(old["test_error"].to_numpy() / ref["test_error"].to_numpy()[-3:] - 1)) > 1e-3
@@ -249,12 +251,13 @@ def test_gd_noise_mode_below_the_paper_alphas(tmp_path):
 
 
 def test_large_alpha_runs_must_not_share_a_main_alpha():
-    from workflow_scripts.config import load_config
+    from workflow_scripts.config import ConfigError, load_config
     base = {"experiments": {"main": {"archs": ["cnn"], "datasets": ["digits"],
                                      "P": {"digits": [75]}, "seeds": [0]}}}
-    cfg = load_config({**base, "perceptron": {"N": 200, "large_alpha": {"enabled": True,
-                                                                        "alphas": [10, 500]}}})
+    large = {"enabled": True, "alphas": [10, 500]}
+    with pytest.raises(ConfigError, match="large_alpha.alphas"):  # before any job
+        load_config({**base, "perceptron": {"N": 200, "large_alpha": large}})
+    cfg = load_config({**base, "perceptron": {"N": 200, "large_alpha": {**large, "alphas": [500]}}})
     with pytest.raises(ValueError, match="large_alpha.alphas"):
-        pc.check_config(cfg["perceptron"])
-    pc.check_config({**cfg["perceptron"], "large_alpha": {**cfg["perceptron"]["large_alpha"],
-                                                          "alphas": [500]}})
+        pc.check_config({**cfg["perceptron"], "large_alpha": {**cfg["perceptron"]["large_alpha"],
+                                                              "alphas": [10, 500]}})

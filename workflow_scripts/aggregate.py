@@ -109,8 +109,9 @@ def parse_settings(text: str) -> dict:
     return obj
 
 
-def expand_inputs(inputs) -> list[Path]:
-    """Files given, plus every *.parquet under directories given (recursively), sorted, unique."""
+def expand_inputs(inputs, allow_empty: bool = False) -> list[Path]:
+    """Files given, plus every *.parquet under directories given (recursively), sorted, unique;
+    the one way trajectories are found (the deep nets' aggregation and the perceptron's)."""
     files: set[Path] = set()
     for item in inputs:
         p = Path(item)
@@ -120,7 +121,7 @@ def expand_inputs(inputs) -> list[Path]:
             files.add(p)
         else:
             raise ValueError(f"input {item!s} is neither a file nor a directory")
-    if not files:
+    if not files and not allow_empty:
         raise ValueError(f"no trajectory files found in {list(map(str, inputs))}")
     return sorted(files)
 

@@ -83,6 +83,13 @@ def load_config(source) -> dict:
     # jsonschema defaults are shared objects: detach them before anyone mutates the config
     config = json.loads(json.dumps(config))
     check_semantics(config)
+    if config.get("perceptron") is not None:  # its own semantic checks, before any job
+        from .perceptron.settings import check_config as check_perceptron
+
+        try:
+            check_perceptron(config["perceptron"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     return config
 
 

@@ -1,7 +1,7 @@
 """Figures of the teacher–student perceptron (PNG + a sidecar ``<out>.json``).
 
 Why: the paper's perceptron figures, drawn only from files the pipeline made (trajectories, the
-fixed-norm and theory Parquet files of ``perceptron.py``, the aggregate and fit.json of the deep
+fixed-norm and theory Parquet files of the package, the aggregate and fit.json of the deep
 nets' code), with the numbers shown and the inputs' sha256 in the sidecar, so each picture can be
 audited back to its data.
 
@@ -34,14 +34,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from . import io, provenance  # noqa: E402
-from .aggregate import read_aggregate_file  # noqa: E402
-from . import perceptron as pc  # noqa: E402
-from .figures import set_theme  # noqa: E402
-from .perceptron import alpha_tag, expand_inputs  # noqa: E402
+from .. import io, provenance  # noqa: E402
+from ..aggregate import expand_inputs, read_aggregate_file  # noqa: E402
+from .. import perceptron as pc  # noqa: E402
+from ..figures import set_theme  # noqa: E402
+from ..trajectory import read_trajectory  # noqa: E402
+from .settings import alpha_tag  # noqa: E402
 
 set_theme()  # the pipeline's one look
-from .trajectory import read_trajectory  # noqa: E402
 
 DPI = 150
 CMAP = "viridis"
@@ -56,7 +56,7 @@ def _num(x):
 
 def load_runs(items, alpha: float | None = None) -> tuple[list, list[str]]:
     """[(df, meta)] of the trajectories in files/directories, optionally only those at ``alpha``."""
-    files = expand_inputs(items)
+    files = expand_inputs(items, allow_empty=True)
     runs = []
     for f in files:
         df, meta = read_trajectory(f)
@@ -403,7 +403,7 @@ def fig_paper_variables(scaling, validation, runs_in, out) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m workflow_scripts.perceptron_figures",
+    ap = argparse.ArgumentParser(prog="python -m workflow_scripts.perceptron.figures",
                                  description="Perceptron figures (PNG + <out>.json sidecar).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("trajectory", help="free-norm trajectory over the fixed-norm curve at one α")
