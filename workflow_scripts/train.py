@@ -16,7 +16,9 @@ runs a cell twice (identical data columns) and kills a run mid-way and resumes i
   ``status="diverged"`` with ``diverged_step``.
 
 Engines (execution choices, not part of a cell's config or its hash; recorded in the trajectory
-metadata as ``meta["engine"]``):
+metadata as ``meta["engine"]``). Both run through one loop, ``run_cells``, which owns everything
+above (checkpoints and resumption, schedule, batch order, recording, divergence, metadata); an
+engine supplies only init, step, evaluate and its checkpoint state:
 - ``sequential``: the seeds of a job one after the other, sharing the device-resident data. Exactly
   deterministic: a cell's trajectory is bit-identical whatever else is in its job.
 - ``vmap``: the seeds of a job stacked into one vectorised model (``torch.func.functional_call`` under
@@ -65,7 +67,7 @@ import torch.nn.functional as F
 from .config import cell_id
 from .datasets import load_canonical
 from .io import atomic_path, remove_stale_temporaries
-from .measures import MEASURES, ComplexityTracker
+from .measures import ComplexityTracker
 from .models import build_model
 from .provenance import config_hash, provenance
 from .trajectory import write_trajectory
@@ -253,138 +255,7 @@ def _load_checkpoint(path: Path, chash: str, log):
     return state
 
 
-def _finished_earlier(cell: dict, out_path, checkpoint_dir, log):
-    """The metadata of a cell whose done-checkpoint exists (its trajectory rewritten), else None."""
-    ckpt_path = checkpoint_path(checkpoint_dir, cell)
-    state = _load_checkpoint(ckpt_path, config_hash(cell), log)
-    if state is not None and state["done"]:
-        log(f"{cell_id(cell)}: finished earlier, rewriting its trajectory from {ckpt_path}")
-        write_trajectory(pd.DataFrame(state["rows"]), state["meta"], out_path)
-        return state["meta"]
-    return None
-
-
-def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, log=print,
-               opts: EngineOptions | None = None) -> dict:
-    """Train one cell, write its trajectory to ``out_path``; return the trajectory metadata."""
-    opts = opts or EngineOptions()
-    training, cid, chash = cell["training"], cell_id(cell), config_hash(cell)
-    ckpt_path = checkpoint_path(checkpoint_dir, cell)
-    state = _load_checkpoint(ckpt_path, chash, log)
-    if state is not None and state["done"]:
-        log(f"{cid}: finished earlier, rewriting its trajectory from {ckpt_path}")
-        write_trajectory(pd.DataFrame(state["rows"]), state["meta"], out_path)
-        return state["meta"]
-
-    subset, val = split_indices(len(data.y_train), cell["data"]["val_size"],
-                                cell["data"]["split_seed"], cell["P"], cell["seed"])
-    subset_t = torch.from_numpy(subset).to(device)
-    x_sub, y_sub = data.x_train[subset_t], data.y_train[subset_t]
-    val_t = torch.from_numpy(val).to(device)
-    x_val, y_val = data.x_train[val_t], data.y_train[val_t]
-
-    torch.manual_seed(stream_seed(cell["seed"], STREAM_INIT))
-    model = build_model(cell["arch"], cell["dataset"], training["init_scale"]).to(device)
-    channels_last = opts.use_channels_last(cell["arch"])
-    if channels_last:  # a memory layout: same maths, other rounding; faster convs (CPU and GPU)
-        model = model.to(memory_format=torch.channels_last)
-        x_sub, x_val = (t.contiguous(memory_format=torch.channels_last) for t in (x_sub, x_val))
-    optimizer = make_optimizer(model, training)
-    tracker = ComplexityTracker(model)
-    forward = torch.compile(model) if opts.compile else model
-
-    def autocast():
-        return opts.autocast(device)
-
-    P, batch = cell["P"], training["batch_size"]
-    steps_per_epoch = math.ceil(P / batch)
-    total = training["epochs"] * steps_per_epoch
-    evals = eval_steps(total, training["eval_points"])
-    rows, step, wall, diverged_step = [], 0, 0.0, None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        tracker.load_state_dict(state["tracker"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        rows, step, wall = state["rows"], state["step"], state["wall_time"]
-        log(f"{cid}: resuming at step {step}/{total} from {ckpt_path}")
-
-    x_test = (data.x_test.contiguous(memory_format=torch.channels_last) if channels_last
-              else data.x_test)
-
-    def record(at_step):
-        train_err, train_loss = evaluate(forward, x_sub, y_sub, autocast)
-        val_err, val_loss = evaluate(forward, x_val, y_val, autocast)
-        test_err, test_loss = evaluate(forward, x_test, data.y_test, autocast)
-        measures = tracker.compute()
-        rows.append({"step": int(at_step), "epoch": at_step / steps_per_epoch, "wall_time": wall,
-                     "train_error": train_err, "train_loss": train_loss, "val_error": val_err,
-                     "val_loss": val_loss, "test_error": test_err, "test_loss": test_loss,
-                     "lambda": measures[training["measure"]], **measures})
-        log(f"{cid}: step {at_step}/{total} epoch {at_step / steps_per_epoch:.1f} "
-            f"train_err {train_err:.4f} test_err {test_err:.4f} λ {rows[-1]['lambda']:.4g}")
-
-    def save_checkpoint(done=False, meta=None):
-        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-        payload = {"config_hash": chash, "done": done, "rows": rows, "step": step,
-                   "wall_time": wall, "meta": meta}
-        if not done:
-            payload.update(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                           tracker=tracker.state_dict(), torch_rng=torch.get_rng_state(),
-                           cuda_rng=cuda_rng)
-        _save_checkpoint(ckpt_path, payload)
-
-    if step == 0 and not rows:
-        record(0)
-    pending = [int(s) for s in evals if s > step]
-    last_ckpt = time.monotonic()
-    model.train()
-    perm, perm_epoch = None, -1
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    for target in pending:
-        t0 = time.perf_counter()
-        while step < target:
-            epoch, pos = divmod(step, steps_per_epoch)
-            if epoch != perm_epoch:
-                perm = torch.from_numpy(np.random.default_rng(
-                    stream_seed(cell["seed"], STREAM_ORDER, epoch)).permutation(P)).to(device)
-                perm_epoch = epoch
-            idx = perm[pos * batch:(pos + 1) * batch]
-            optimizer.zero_grad(set_to_none=True)
-            with autocast():
-                logits = forward(x_sub[idx])
-            loss = F.cross_entropy(logits.float(), y_sub[idx])
-            loss.backward()
-            optimizer.step()
-            first_bad = mark_first_nonfinite(first_bad, loss, step + 1)
-            step += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        wall += time.perf_counter() - t0
-        if first_bad.item() >= 0:
-            diverged_step = int(first_bad.item())
-            log(f"{cid}: non-finite training loss at step {diverged_step}; stopping (diverged)")
-            break
-        record(step)
-        if time.monotonic() - last_ckpt >= 60 * training["checkpoint_minutes"] and step < total:
-            save_checkpoint()
-            last_ckpt = time.monotonic()
-
-    meta = provenance(config=cell, device=device)
-    meta.update(cell_id=cid, status="diverged" if diverged_step is not None else "completed",
-                diverged_step=diverged_step, dataset_sha256=data.sha256,
-                n_params=sum(p.numel() for p in model.parameters()),
-                steps_per_epoch=steps_per_epoch, total_steps=total,
-                planned_eval_steps=[int(s) for s in evals],
-                engine=opts.meta("sequential", [cell["seed"]], channels_last))
-    write_trajectory(pd.DataFrame(rows), meta, out_path)
-    save_checkpoint(done=True, meta=meta)  # small: lets a rerun of this batch skip the cell
-    return meta
-
-
-# ------------------------------------------------------------------------- vectorised engine
+# ------------------------------------------------------------------------- engines
 def _same_but_seed(cells: list[dict]) -> bool:
     strip = [{k: v for k, v in c.items() if k != "seed"} for c in cells]
     return all(json.dumps(c, sort_keys=True) == json.dumps(strip[0], sort_keys=True) for c in strip)
@@ -471,88 +342,229 @@ class StackedModels:
         return (wrong.cpu().numpy() / n), (loss_sum.cpu().numpy() / n)
 
 
-def train_cells_vmap(cells: list[dict], data: DeviceData, out_dir, checkpoint_dir, device,
-                     log=print, opts: EngineOptions | None = None) -> list[dict]:
-    """Train the seeds of one (arch, dataset, P, training) together as one vectorised model.
+class _Engine:
+    """What differs between the engines, and only that: ``init`` (the seeds' data on the device,
+    their models, optimiser and complexity trackers), ``step`` (one optimiser step on a batch of
+    indices per seed, returning the per-seed losses), ``evaluate`` (per-seed error and loss on a
+    split) and the model/optimiser/tracker part of a checkpoint (``state_dict``,
+    ``load_state_dict``). Everything else (done-checkpoints, resumption, evaluation schedule, batch
+    order, recording, checkpoint timing, divergence, metadata, writing) is ``run_cells``'s.
+    """
+    name: str
+    channels_last = False
 
-    Same initialisation, subsets, batch orders, evaluation points, measures, divergence rule and
-    checkpoint contract as ``train_cell``; see the module docstring for what differs.
+    def __init__(self, cells: list[dict], data: DeviceData, device, opts: EngineOptions):
+        self.cells, self.data, self.device, self.opts = cells, data, device, opts
+        self.training = cells[0]["training"]
+
+    @staticmethod
+    def checkpoint_path(checkpoint_dir, cells: list[dict]) -> Path:
+        raise NotImplementedError
+
+    def tag(self) -> str:
+        raise NotImplementedError
+
+    def autocast(self):
+        return self.opts.autocast(self.device)
+
+
+class SequentialEngine(_Engine):
+    """One cell, one ordinary model: exactly deterministic (see the module docstring)."""
+    name = "sequential"
+
+    def __init__(self, cells, data, device, opts):
+        if len(cells) != 1:
+            raise ValueError("the sequential engine trains one cell at a time")
+        super().__init__(cells, data, device, opts)
+        self.channels_last = opts.use_channels_last(cells[0]["arch"])
+
+    @staticmethod
+    def checkpoint_path(checkpoint_dir, cells):
+        return checkpoint_path(checkpoint_dir, cells[0])  # in progress and done: the cell's own
+
+    def tag(self):
+        return cell_id(self.cells[0])
+
+    def init(self, subsets, val):
+        cell, data, device = self.cells[0], self.data, self.device
+        subset_t = torch.from_numpy(subsets[0]).to(device)
+        x_sub, self.y_sub = data.x_train[subset_t], data.y_train[subset_t]
+        val_t = torch.from_numpy(val).to(device)
+        x_val, self.y_val = data.x_train[val_t], data.y_train[val_t]
+        torch.manual_seed(stream_seed(cell["seed"], STREAM_INIT))
+        model = build_model(cell["arch"], cell["dataset"], self.training["init_scale"]).to(device)
+        x_test = data.x_test
+        if self.channels_last:  # a memory layout: same maths, other rounding; faster convs
+            model = model.to(memory_format=torch.channels_last)
+            x_sub, x_val, x_test = (t.contiguous(memory_format=torch.channels_last)
+                                    for t in (x_sub, x_val, x_test))
+        self.x_sub, self.x_val, self.x_test = x_sub, x_val, x_test
+        self.model = model
+        self.optimizer = make_optimizer(model, self.training)
+        self.trackers = [ComplexityTracker(model)]
+        self.forward = torch.compile(model) if self.opts.compile else model
+        self.n_params = sum(p.numel() for p in model.parameters())
+        model.train()
+
+    def evaluate(self, split):
+        x, y = {"train": (self.x_sub, self.y_sub), "val": (self.x_val, self.y_val),
+                "test": (self.x_test, self.data.y_test)}[split]
+        err, loss = evaluate(self.forward, x, y, self.autocast)
+        return [err], [loss]
+
+    def step(self, idx):
+        idx = idx[0]  # (1, b): the loop's batch order has one row per seed
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.forward(self.x_sub[idx])
+        loss = F.cross_entropy(logits.float(), self.y_sub[idx])
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def state_dict(self):
+        # the global RNG drives dropout: a resumed run continues its stream
+        cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "tracker": self.trackers[0].state_dict(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": cuda_rng}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.trackers[0].load_state_dict(state["tracker"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+
+class StackedEngine(_Engine):
+    """The seeds of one (arch, dataset, P, training) as one vectorised model (``vmap``)."""
+    name = "vmap"
+
+    @staticmethod
+    def checkpoint_path(checkpoint_dir, cells):
+        return group_checkpoint_path(checkpoint_dir, cells)
+
+    def tag(self):
+        seeds = ",".join(str(c["seed"]) for c in self.cells)
+        return f"{cell_id(self.cells[0]).rsplit('/', 1)[0]}/seeds{{{seeds}}}"
+
+    def init(self, subsets, val):
+        data, device, c0 = self.data, self.device, self.cells[0]
+        subset_t = torch.from_numpy(np.stack(subsets)).to(device)  # (S, P)
+        self.x_sub, self.y_sub = data.x_train[subset_t], data.y_train[subset_t]  # (S, P, ...)
+        val_t = torch.from_numpy(val).to(device)
+        self.x_val, self.y_val = data.x_train[val_t], data.y_train[val_t]
+        models = []
+        for c in self.cells:  # the per-seed initialisation of the sequential engine
+            torch.manual_seed(stream_seed(c["seed"], STREAM_INIT))
+            models.append(build_model(c["arch"], c["dataset"], self.training["init_scale"])
+                          .to(device))
+        if not vmappable(models[0]):
+            raise ValueError(f"{c0['arch']} on {c0['dataset']} has BatchNorm or dropout: "
+                             "train it with the sequential engine")
+        self.stack = StackedModels(models, compile_forward=self.opts.compile)
+        self.optimizer = make_optimizer(self.stack.params.values(), self.training)
+        self.trackers = [ComplexityTracker(m) for m in models]
+        self.n_params = sum(p.numel() for p in models[0].parameters())
+        self.seed_rows = torch.arange(len(models), device=device).unsqueeze(1)
+        self.stack.train()
+
+    def evaluate(self, split):
+        x, y = {"train": (self.x_sub, self.y_sub), "val": (self.x_val, self.y_val),
+                "test": (self.data.x_test, self.data.y_test)}[split]
+        return self.stack.evaluate(x, y, self.autocast)
+
+    def step(self, idx):
+        self.optimizer.zero_grad(set_to_none=True)
+        xb, yb = self.x_sub[self.seed_rows, idx], self.y_sub[self.seed_rows, idx]
+        with self.autocast():
+            logits = self.stack.per_seed_inputs(self.stack.params, xb)
+        losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(),
+                                 reduction="none").view(len(self.cells), -1).mean(1)
+        # the sum's gradient w.r.t. seed s's parameters is seed s's own gradient
+        losses.sum().backward()
+        self.optimizer.step()
+        return losses
+
+    def state_dict(self):
+        return {"optimizer": self.optimizer.state_dict(),
+                "params": {n: p.detach().cpu() for n, p in self.stack.params.items()},
+                "trackers": [t.state_dict() for t in self.trackers]}
+
+    def load_state_dict(self, state):
+        with torch.no_grad():
+            for n, p in self.stack.params.items():
+                p.copy_(state["params"][n].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        for t, st in zip(self.trackers, state["trackers"]):
+            t.load_state_dict(st)
+
+
+# ------------------------------------------------------------------------- the training loop
+def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, out_paths,
+              checkpoint_dir, device, log=print, opts: EngineOptions | None = None) -> list[dict]:
+    """Train ``cells`` (seeds of one arch/dataset/P/training) with one engine, write each cell's
+    trajectory to its path in ``out_paths``; return the trajectory metadata, in the cells' order.
+
+    The one training loop of both engines. A cell with a done-checkpoint is rewritten, not
+    retrained (whichever engine made it); the others resume from the engine's checkpoint if any.
     """
     opts = opts or EngineOptions()
-    if not _same_but_seed(cells):
-        raise ValueError("the vmap engine stacks cells that differ only in their seed")
-    if opts.channels_last:
-        log("--channels-last is ignored by the vmap engine (stacked inputs are 5-D)")
-    out_dir = Path(out_dir)
     metas: dict[int, dict] = {}
-    todo = []
-    for c in cells:
-        m = _finished_earlier(c, out_dir / f"seed{c['seed']}.parquet", checkpoint_dir, log)
-        if m is None:
-            todo.append(c)
+    todo, loaded = [], {}
+    for i, c in enumerate(cells):
+        path = checkpoint_path(checkpoint_dir, c)
+        state = _load_checkpoint(path, config_hash(c), log)
+        if state is not None and state["done"]:
+            log(f"{cell_id(c)}: finished earlier, rewriting its trajectory from {path}")
+            write_trajectory(pd.DataFrame(state["rows"]), state["meta"], out_paths[i])
+            metas[i] = state["meta"]
         else:
-            metas[c["seed"]] = m
+            todo.append(i)
+            loaded[path] = state
     if not todo:
-        return [metas[c["seed"]] for c in cells]
-    cells_in, c0 = cells, todo[0]
-    cells = todo
-    training, S = c0["training"], len(cells)
-    seeds = [c["seed"] for c in cells]
-    cids = [cell_id(c) for c in cells]
-    tag = f"{cids[0].rsplit('/', 1)[0]}/seeds{{{','.join(map(str, seeds))}}}"
-    ckpt_path = group_checkpoint_path(checkpoint_dir, cells)
-    chash = ",".join(config_hash(c) for c in cells)
-    state = _load_checkpoint(ckpt_path, chash, log)
+        return [metas[i] for i in range(len(cells))]
 
-    P, batch = c0["P"], training["batch_size"]
+    group = [cells[i] for i in todo]
+    engine = engine_cls(group, data, device, opts)
+    c0, S = group[0], len(group)
+    training, P, batch = c0["training"], c0["P"], c0["training"]["batch_size"]
+    seeds, cids = [c["seed"] for c in group], [cell_id(c) for c in group]
+    ckpt_path = engine.checkpoint_path(checkpoint_dir, group)
+    chash = ",".join(config_hash(c) for c in group)
+    # the sequential engine's checkpoint is its cell's own, read just above
+    state = loaded[ckpt_path] if ckpt_path in loaded else _load_checkpoint(ckpt_path, chash, log)
+
     subsets, val = [], None
-    for c in cells:
+    for c in group:
         sub, val = split_indices(len(data.y_train), c["data"]["val_size"],
                                  c["data"]["split_seed"], P, c["seed"])
         subsets.append(sub)
-    subset_t = torch.from_numpy(np.stack(subsets)).to(device)  # (S, P)
-    x_sub, y_sub = data.x_train[subset_t], data.y_train[subset_t]  # (S, P, ...), (S, P)
-    val_t = torch.from_numpy(val).to(device)
-    x_val, y_val = data.x_train[val_t], data.y_train[val_t]
-
-    models = []
-    for c in cells:  # the per-seed initialisation of the sequential engine
-        torch.manual_seed(stream_seed(c["seed"], STREAM_INIT))
-        models.append(build_model(c["arch"], c["dataset"], training["init_scale"]).to(device))
-    if not vmappable(models[0]):
-        raise ValueError(f"{c0['arch']} on {c0['dataset']} has BatchNorm or dropout: "
-                         "train it with the sequential engine")
-    stack = StackedModels(models, compile_forward=opts.compile)
-    optimizer = make_optimizer(stack.params.values(), training)
-    trackers = [ComplexityTracker(m) for m in models]
+    engine.init(subsets, val)
 
     steps_per_epoch = math.ceil(P / batch)
     total = training["epochs"] * steps_per_epoch
     evals = eval_steps(total, training["eval_points"])
-    rows = [[] for _ in cells]
+    rows: list[list[dict]] = [[] for _ in group]
     step, wall = 0, 0.0
     diverged: list[int | None] = [None] * S
     if state is not None:
-        with torch.no_grad():
-            for n, p in stack.params.items():
-                p.copy_(state["params"][n].to(device))
-        optimizer.load_state_dict(state["optimizer"])
-        for t, st in zip(trackers, state["trackers"]):
-            t.load_state_dict(st)
-        rows, step, wall, diverged = state["rows"], state["step"], state["wall_time"], \
-            state["diverged"]
-        log(f"{tag}: resuming at step {step}/{total} from {ckpt_path}")
-
-    def autocast():
-        return opts.autocast(device)
+        engine.load_state_dict(state)
+        rows, step, wall = state["rows"], state["step"], state["wall_time"]
+        if rows and isinstance(rows[0], dict):  # a one-cell checkpoint of the earlier layout
+            rows = [rows]
+        diverged = state.get("diverged", diverged)
+        log(f"{engine.tag()}: resuming at step {step}/{total} from {ckpt_path}")
 
     def record(at_step):
-        active = [s for s in range(S) if diverged[s] is None]
-        tr = stack.evaluate(x_sub, y_sub, autocast)
-        va = stack.evaluate(x_val, y_val, autocast)
-        te = stack.evaluate(data.x_test, data.y_test, autocast)
+        active = [s for s in range(S) if diverged[s] is None]  # a diverged seed's rows end
+        tr = engine.evaluate("train")
+        va = engine.evaluate("val")
+        te = engine.evaluate("test")
         for s in active:
-            measures = trackers[s].compute()
+            measures = engine.trackers[s].compute()
             rows[s].append({"step": int(at_step), "epoch": at_step / steps_per_epoch,
                             "wall_time": wall, "train_error": float(tr[0][s]),
                             "train_loss": float(tr[1][s]), "val_error": float(va[0][s]),
@@ -563,39 +575,26 @@ def train_cells_vmap(cells: list[dict], data: DeviceData, out_dir, checkpoint_di
                 f"train_err {tr[0][s]:.4f} test_err {te[0][s]:.4f} λ {rows[s][-1]['lambda']:.4g}")
 
     def save_checkpoint():
-        _save_checkpoint(ckpt_path, {
-            "config_hash": chash, "done": False, "rows": rows, "step": step, "wall_time": wall,
-            "diverged": diverged, "optimizer": optimizer.state_dict(),
-            "params": {n: p.detach().cpu() for n, p in stack.params.items()},
-            "trackers": [t.state_dict() for t in trackers]})
+        _save_checkpoint(ckpt_path, {"config_hash": chash, "done": False, "rows": rows,
+                                     "step": step, "wall_time": wall, "diverged": diverged,
+                                     **engine.state_dict()})
 
     if step == 0 and not any(rows):
         record(0)
     pending = [int(s) for s in evals if s > step]
     last_ckpt = time.monotonic()
-    stack.train()
-    seed_rows = torch.arange(S, device=device).unsqueeze(1)
     perm, perm_epoch = None, -1
     first_bad = torch.full((S,), -1, dtype=torch.long, device=device)
     for target in pending:
         t0 = time.perf_counter()
         while step < target:
             epoch, pos = divmod(step, steps_per_epoch)
-            if epoch != perm_epoch:  # each seed's own order, as in train_cell
+            if epoch != perm_epoch:  # derived from (seed, epoch): a resumed run needs no RNG state
                 perm = torch.from_numpy(np.stack([np.random.default_rng(
                     stream_seed(sd, STREAM_ORDER, epoch)).permutation(P) for sd in seeds])
                 ).to(device)
                 perm_epoch = epoch
-            idx = perm[:, pos * batch:(pos + 1) * batch]  # (S, b)
-            optimizer.zero_grad(set_to_none=True)
-            xb, yb = x_sub[seed_rows, idx], y_sub[seed_rows, idx]
-            with autocast():
-                logits = stack.per_seed_inputs(stack.params, xb)
-            losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(),
-                                     reduction="none").view(S, -1).mean(1)
-            # the sum's gradient w.r.t. seed s's parameters is seed s's own gradient
-            losses.sum().backward()
-            optimizer.step()
+            losses = engine.step(perm[:, pos * batch:(pos + 1) * batch])  # (S, b)
             first_bad = mark_first_nonfinite(first_bad, losses, step + 1)
             step += 1
         if device.type == "cuda":
@@ -612,22 +611,49 @@ def train_cells_vmap(cells: list[dict], data: DeviceData, out_dir, checkpoint_di
             save_checkpoint()
             last_ckpt = time.monotonic()
 
-    n_params = sum(p.numel() for p in models[0].parameters())
-    for s, c in enumerate(cells):
+    for s, c in enumerate(group):
         meta = provenance(config=c, device=device)
         meta.update(cell_id=cids[s], status="diverged" if diverged[s] is not None else "completed",
-                    diverged_step=diverged[s], dataset_sha256=data.sha256, n_params=n_params,
-                    steps_per_epoch=steps_per_epoch, total_steps=total,
+                    diverged_step=diverged[s], dataset_sha256=data.sha256,
+                    n_params=engine.n_params, steps_per_epoch=steps_per_epoch, total_steps=total,
                     planned_eval_steps=[int(e) for e in evals],
-                    engine=opts.meta("vmap", seeds, channels_last=False))
-        write_trajectory(pd.DataFrame(rows[s]), meta, out_dir / f"seed{c['seed']}.parquet")
-        # the per-cell done-checkpoint of train_cell: a rerun with either engine skips the cell
-        _save_checkpoint(checkpoint_path(checkpoint_dir, c), {
-            "config_hash": config_hash(c), "done": True, "rows": rows[s], "step": step,
-            "wall_time": wall, "meta": meta})
-        metas[c["seed"]] = meta
-    ckpt_path.unlink(missing_ok=True)  # the stack's state is no longer needed
-    return [metas[c["seed"]] for c in cells_in]
+                    engine=opts.meta(engine.name, seeds, engine.channels_last))
+        write_trajectory(pd.DataFrame(rows[s]), meta, out_paths[todo[s]])
+        # small: a rerun with either engine rewrites this trajectory without training
+        cell_ckpt = checkpoint_path(checkpoint_dir, c)
+        _save_checkpoint(cell_ckpt, {"config_hash": config_hash(c), "done": True,
+                                     "rows": rows[s], "step": step, "wall_time": wall,
+                                     "meta": meta})
+        metas[todo[s]] = meta
+    if ckpt_path not in {checkpoint_path(checkpoint_dir, c) for c in group}:
+        ckpt_path.unlink(missing_ok=True)  # a stack's own state is no longer needed
+    return [metas[i] for i in range(len(cells))]
+
+
+def train_cell(cell: dict, data: DeviceData, out_path, checkpoint_dir, device, log=print,
+               opts: EngineOptions | None = None) -> dict:
+    """Train one cell (sequential engine), write its trajectory to ``out_path``; return the
+    trajectory metadata."""
+    return run_cells(SequentialEngine, [cell], data, [out_path], checkpoint_dir, device, log,
+                     opts)[0]
+
+
+def train_cells_vmap(cells: list[dict], data: DeviceData, out_dir, checkpoint_dir, device,
+                     log=print, opts: EngineOptions | None = None) -> list[dict]:
+    """Train the seeds of one (arch, dataset, P, training) together as one vectorised model.
+
+    Same loop as ``train_cell`` (``run_cells``): same initialisation, subsets, batch orders,
+    evaluation points, measures, divergence rule and checkpoint contract; see the module docstring
+    for what differs.
+    """
+    opts = opts or EngineOptions()
+    if not _same_but_seed(cells):
+        raise ValueError("the vmap engine stacks cells that differ only in their seed")
+    if opts.channels_last:
+        log("--channels-last is ignored by the vmap engine (stacked inputs are 5-D)")
+    out_dir = Path(out_dir)
+    return run_cells(StackedEngine, cells, data, [out_dir / f"seed{c['seed']}.parquet"
+                                                  for c in cells], checkpoint_dir, device, log, opts)
 
 
 def choose_engine(cells: list[dict], device: torch.device, requested: str) -> str:
