@@ -1,7 +1,6 @@
 """Training cells: nested subsets, independent streams, log-spaced evaluation, determinism,
 resumption after SIGKILL, and divergence handling."""
 import json
-import os
 import signal
 import subprocess
 import sys
