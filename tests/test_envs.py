@@ -80,51 +80,46 @@ def rules(tmp_path_factory):
     return load_workflow(tmp_path_factory.mktemp("envs"), conda=False)[0]
 
 
-def module_file(name: str, main: bool = False) -> Path | None:
-    """The source of a workflow_scripts module: a .py file, or a package's __init__.py (its
-    __main__.py too, for ``python -m``, with ``main``)."""
+def module_file(name: str) -> Path | None:
+    """The source of a workflow_scripts module: its .py file, or a package's __init__.py."""
     path = ROOT / name.replace(".", "/")
-    if path.with_suffix(".py").exists():
-        return path.with_suffix(".py")
-    if (path / "__init__.py").exists():
-        return path / ("__main__.py" if main and (path / "__main__.py").exists() else "__init__.py")
+    for source in (path.with_suffix(".py"), path / "__init__.py"):
+        if source.exists():
+            return source
     return None
 
 
 def imported_packages(module: str) -> dict[str, set[str]]:
     """{top-level package: {modules of ours importing it}} for a workflow_scripts module and every
     workflow_scripts module it imports, transitively, counting imports inside functions too (most
-    of the heavy ones are lazy)."""
-    seen, todo, found = set(), [module], {}
+    of the heavy ones are lazy). A package run with ``python -m`` runs its __main__.py too."""
+    start = module_file(module)
+    todo, seen, found = [start, start.with_name("__main__.py")], set(), {}
     while todo:
-        name = todo.pop()
-        if name in seen:
+        source = todo.pop()
+        if source in seen or not source.exists():
             continue
-        seen.add(name)
-        source = module_file(name, main=name == module)
-        if name == module and source.name == "__main__.py":  # python -m pkg runs __init__ first
-            todo.append(f"{name}.__init__")
-        if name.endswith(".__init__"):
-            source, name = module_file(name.removesuffix(".__init__")), name.removesuffix(".__init__")
-        package = name if source.name in ("__init__.py", "__main__.py") else name.rsplit(".", 1)[0]
-        tree = ast.parse(source.read_text())
-        for node in ast.walk(tree):
+        seen.add(source)
+        parts = source.relative_to(ROOT).with_suffix("").parts
+        in_package = parts[-1] in ("__init__", "__main__")
+        name = ".".join(parts[:-1] if in_package else parts)
+        package = name if in_package else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:  # from . import io, from .fit import x, from ..aggregate import y
                     parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                     base = parent + (f".{node.module}" if node.module else "")
-                    subs = [f"{base}.{a.name}" for a in node.names]
-                    todo += [m for m in [base, *subs] if module_file(m) is not None]
-                    continue
-                targets = [node.module]
+                    targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+                else:
+                    targets = [node.module]
             else:
                 continue
             for t in targets:
                 top = t.split(".")[0]
                 if top == "workflow_scripts":
-                    todo += [m for m in (t,) if module_file(m) is not None]
+                    todo += [f for f in (module_file(t),) if f is not None]
                 elif top not in sys.stdlib_module_names and top != "__future__":
                     found.setdefault(top, set()).add(name)
     return found
