@@ -54,7 +54,6 @@ rule ablation_table:
             labels={"table": "{ablation}", "experiment": "ablations"},
         ),
         *table_files(ABLATION_TABLE)[1:],
-        ABLATION_TABLE + ".json",
     log:
         "results/logs/ablation_table/{ablation}.log",
     conda:

@@ -85,14 +85,15 @@ GRID_FIG = "results/figures/{experiment}/grid_{kind}_{measure}.png"
 TABLE1 = "results/tables/{experiment}/table1"  # + a table format
 ABLATION_FIG = "results/figures/ablations/{ablation}_{kind}.png"
 ABLATION_TABLE = "results/tables/ablations/{ablation}"
-NUMBERS = ["results/numbers/numbers.tsv", "results/numbers/numbers.tex"]
-TABLE_FORMATS = (".csv", ".md", ".tex")
+# the numbers file: its TSV, its LaTeX macros, and its record (the two files' sha256 and the lines printed)
+NUMBERS = ["results/numbers/numbers.tsv", "results/numbers/numbers.tex", "results/numbers/numbers.json"]
+TABLE_FORMATS = (".csv", ".md", ".tex", ".json")  # .json: the record of the three renderings
 PANEL_KINDS = ("curves", "collapse", "scaling")
 GRID_KINDS = ("curves", "collapse")
 
 
 def table_files(prefix):
-    """A table's three formats (the .json sidecar is written beside them)."""
+    """A table's files: CSV, Markdown, LaTeX and their record."""
     return [prefix + ext for ext in TABLE_FORMATS]
 
 

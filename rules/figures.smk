@@ -1,5 +1,6 @@
 # Figures: per (experiment, arch, dataset, measure) and the paper's 3x3 grids per experiment.
-# Every PNG has a <png>.json beside it: the numbers it shows and the inputs (sha256) they came from.
+# Every PNG has its record <png>.json beside it: its sha256, the strings drawn, the numbers it shows and
+# the inputs (sha256) they came from.
 import os
 
 

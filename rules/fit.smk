@@ -36,6 +36,7 @@ rule sensitivity:
             subcategory="{experiment}",
             labels={"arch": "{arch}", "dataset": "{dataset}", "measure": "{measure}"},
         ),
+        figure_record=f"{FIG}/sensitivity.png.json",
     log:
         "results/logs/sensitivity/{experiment}/{arch}/{dataset}/{measure}.log",
     conda:

@@ -29,10 +29,11 @@ rule numbers:
             NUMBERS[0], caption="../report/numbers.rst", category="Numbers", labels={"file": "numbers.tsv"}
         ),
         tex=NUMBERS[1],
+        record=NUMBERS[2],
     log:
         "results/logs/numbers.log",
     conda:
         "../envs/analysis.yaml"
     shell:
         "{PY} -m workflow_scripts.numbers --out-tsv {output.tsv} --out-tex {output.tex} "
-        "{input} > {log} 2>&1"
+        "--out-record {output.record} {input} > {log} 2>&1"

@@ -268,6 +268,9 @@ def test_footer_config_and_dataset_edited(copy):
         f.write(b"\0")
     out = audit_cli(trajectories(copy)[0])
     _expect_failure(out, "dataset mismatch", recorded, sha256_file(data))
+    # and the dataset file against its own record
+    _expect_failure(audit_cli(data), "hash mismatch: results/datasets/digits.npz",
+                    "results/datasets/digits.json", recorded)
 
 
 @pytest.mark.slow
@@ -286,27 +289,47 @@ def test_numbers_file_edited(copy):
 
 
 @pytest.mark.slow
-def test_recorded_image_and_table_hashes_are_checked(copy):
-    """Where a sidecar records the hash of the image / rendered tables, a swapped file is caught."""
-    png = copy / "results/figures/main/cnn/digits/spectral_complexity/scaling.png"
-    side = Path(f"{png}.json")
-    meta = io.read_json(side)
-    meta["sha256"] = sha256_file(png)
-    io.write_json(meta, side)
-    assert audit_cli(png).returncode == 0
-    recorded = sha256_file(png)
-    png.write_bytes(png.read_bytes() + b"\0")
-    _expect_failure(audit_cli(png), "hash mismatch: results/figures/main/cnn/digits/spectral_"
-                                    "complexity/scaling.png", recorded, sha256_file(png))
-    table = copy / "results/tables/main/table1.json"
-    meta = io.read_json(table)
-    meta["outputs"] = [{"path": f"results/tables/main/table1.{x}",
-                        "sha256": sha256_file(copy / f"results/tables/main/table1.{x}")}
-                       for x in ("csv", "md", "tex")]
-    io.write_json(meta, table)
-    assert audit_cli(table.with_suffix(".tex")).returncode == 0
-    (copy / "results/tables/main/table1.tex").write_text("% swapped\n")
-    _expect_failure(audit_cli(table.with_suffix(".csv")), "hash mismatch: results/tables/main/table1.tex")
+def test_swapped_outputs_fail_on_their_recorded_hash(copy):
+    """Every writer records the sha256 of what it wrote: a swapped image, rendering, macros file
+    or heat map is caught even where no number is selected."""
+    fig = copy / "results/figures/main/cnn/digits/spectral_complexity"
+    cases = [(fig / "scaling.png", fig / "scaling.png", fig / "scaling.png.json"),
+             (copy / "results/tables/main/table1.tex", copy / "results/tables/main/table1.csv",
+              copy / "results/tables/main/table1.json"),
+             (copy / "results/numbers/numbers.tex", copy / "results/numbers/numbers.tsv",
+              copy / "results/numbers/numbers.json"),
+             (fig / "sensitivity.png", fig / "sensitivity.png", fig / "sensitivity.png.json")]
+    for swapped, audited, record in cases:
+        assert audit_cli(audited).returncode == 0
+        recorded = sha256_file(swapped)
+        swapped.write_bytes(swapped.read_bytes() + b"\n")
+        _expect_failure(audit_cli(audited), f"hash mismatch: {swapped.relative_to(copy)}",
+                        str(record.relative_to(copy)), recorded, sha256_file(swapped))
+
+
+@pytest.mark.slow
+def test_every_output_names_its_kind_in_a_record(run):
+    """The audit reads each file's kind from its record: every output the run made has one (in the
+    file or in the sidecar listing it with its sha256), except trajectories (their contract)."""
+    from workflow_scripts.provenance import read_record
+
+    expect = {"train": "trajectory", "aggregate": "aggregate", "fit": "fit", "sensitivity": "sensitivity",
+              "figures": "figure", "tables": "table", "numbers": "numbers", "datasets": "dataset"}
+    files = [p for p in (run / "results").rglob("*") if p.is_file()
+             and p.parts[len(run.parts) + 1] in expect and "train_checkpoints" not in p.parts
+             and not p.name.startswith(".")]  # Snakemake's markers
+    assert len(files) > 60
+    for p in files:
+        kind = expect[p.parts[len(run.parts) + 1]]
+        assert audit.detect_kind(p) == kind, p
+        if kind == "trajectory":
+            assert read_record(p) == (None, None)
+            continue
+        rec_path, rec = read_record(p)
+        assert rec["kind"] == kind and (rec["experiment"] or kind == "dataset"), p
+        if rec_path != p:  # a sidecar: it lists this file with its current hash
+            listed = {Path(o["path"]).name: o["sha256"] for o in rec["outputs"]}
+            assert listed[p.name] == sha256_file(p), p
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts import fit, sensitivity
+from workflow_scripts import fit, provenance, sensitivity
 from tests import test_fit
 from tests.test_fit import plateau_fit_data
 
@@ -95,6 +95,13 @@ def test_cli_writes_table_summary_and_figure(aggregate_files, tmp_path):
     df = pd.read_parquet(out / "s.parquet")
     assert len(df) == summary["n_cells"] > 0
     assert (out / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the heat map's record: its sha256, the table it was drawn from, the overlap shares shown
+    rec_path, rec = provenance.read_record(out / "s.png")
+    assert rec_path == out / "s.png.json" and rec["kind"] == "figure" and rec["plot"] == "sensitivity"
+    assert rec["outputs"][0]["sha256"] == provenance.sha256_file(out / "s.png")
+    assert [i["path"] for i in rec["provenance"]["inputs"]] == [str(out / "s.parquet")]
+    assert rec["shown"]["overlap_share"] == summary["overlap_share"]
+    assert provenance.read_record(out / "s.parquet") == (out / "s.json", summary)
     # the file route gives the in-memory grid's numbers
     mem, _ = sensitivity.grid(fit.load_fit_data(curves, optima)[0], RULE_SETTINGS)
     np.testing.assert_array_equal(df["gamma1"].to_numpy(), mem["gamma1"].to_numpy())

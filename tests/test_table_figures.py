@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,21 @@ def test_table_csv_md_tex_and_sidecar(fitted, tmp_path):
     assert {d["path"]: d["sha256"] for d in side["provenance"]["inputs"]} == \
         {str(p): provenance.sha256_file(p) for p in fits}
     assert len(side["rows"]) == 3
+    # the record: kind, experiment, the three renderings' sha256, every row's line as printed
+    assert provenance.is_record(side) and side["kind"] == "table" and side["experiment"] == "main"
+    assert {d["path"]: d["sha256"] for d in side["outputs"]} == \
+        {f"{prefix}{x}": provenance.sha256_file(f"{prefix}{x}") for x in (".csv", ".md", ".tex")}
+    for name, text in (("table1.md", md), ("table1.tex", tex)):
+        lines = text.splitlines()
+        assert [e["fit"] for e in side["printed"][name]] == [r["fit"] for r in rows]
+        for e in side["printed"][name]:
+            assert lines[e["line"] - 1] == e["text"]
+            assert all(c is None or c in e["text"] for c in e["cells"].values())
+    cnn = side["printed"]["table1.md"][0]["cells"]["gamma1"]
+    assert cnn == f"{f['value']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]"
+    assert side["printed"]["table1.tex"][1]["cells"]["gamma1"] is None  # spanned by "fit impossible"
+    for x in (".csv", ".md", ".tex", ".json"):  # each file finds this record
+        assert provenance.read_record(f"{prefix}{x}") == (Path(f"{prefix}.json"), side)
 
 
 def test_published_values_are_the_papers():
@@ -87,6 +103,11 @@ def check_png(path, min_w=500, min_h=300):
     side = io.read_json(str(path) + ".json")
     for d in side["provenance"]["inputs"]:
         assert d["sha256"] == provenance.sha256_file(d["path"])
+    # its record: the image's own sha256 and every string drawn on it
+    assert provenance.read_record(path) == (Path(f"{path}.json"), side) and side["kind"] == "figure"
+    assert side["outputs"] == [{"path": str(path), "sha256": provenance.sha256_file(path)}]
+    drawn = side["printed"][Path(path).name]
+    assert drawn and all(isinstance(t, str) and t.strip() for t in drawn)
     return side
 
 
@@ -98,6 +119,7 @@ def test_single_panel_figures(fitted, tmp_path):
     assert figures.main(["curves", "--curves", str(curves), "--optima", str(optima),
                          "--out", str(out / "curves.png")]) == 0
     side = check_png(out / "curves.png")
+    assert any("test error along training" in t for t in side["printed"]["curves.png"])
     shown = side["panels"][0]["shown"]["per_P"]
     assert sorted(map(int, shown)) == [500, 1500, 5000, 15000]
     for row in res["per_P"]:       # without --fit the optima are recomputed exactly as fit.py does

@@ -344,7 +344,8 @@ def run(inputs, measure: str, settings: dict, out_curves, out_optima, experiment
         group["trained_by"], group["experiment"] = group["experiment"], experiment
     curves_df, optima_df, per_P = aggregate(curves, settings)
     meta = provenance.provenance(config=settings, inputs=files, schema=SCHEMA, group=group,
-                                 per_P=per_P, stage="aggregate")
+                                 per_P=per_P, stage="aggregate",
+                                 **provenance.record("aggregate", group["experiment"]))
     io.write_parquet(curves_df, out_curves, meta)
     io.write_parquet(optima_df, out_optima, meta)
     return {"group": group, "per_P": per_P, "n_files": len(files)}

@@ -1,12 +1,16 @@
 """Audit: walk from an output (or one number in it) back to the trajectories and configs behind it.
 
-Why: the pipeline promises the provenance of every number (README, "Provenance"). Each output records its inputs with their
-sha256 (Parquet footers, fit.json's ``provenance``, the ``.json`` sidecars of tables and figures,
-the TSV of ``numbers.py``). This module follows those records from the output given down to every
-trajectory, re-hashes every file on the way, recomputes each recorded config hash from the config
-stored beside it, checks each trajectory's dataset checksum against the dataset file, and checks
-that the number selected is the number in the fit (or aggregate) it came from: at machine
-precision in CSV/TSV/JSON, within the printed rounding in Markdown, LaTeX and figure legends.
+Why: the pipeline promises the provenance of every number (README, "Provenance"). Every analysis
+output carries a typed record (``provenance.record``): in the file (fit.json, an aggregate's Parquet
+footer) or in the sidecar beside the files it describes (figures, tables, the numbers file, the
+sensitivity grid), naming what it is, the experiment that analysed it, its inputs with their
+sha256 and, for a sidecar, the sha256 of every file it describes and the exact strings they print.
+This module reads those records, never the rendered Markdown or LaTeX: from the output given
+down to every trajectory it re-hashes every file, checks every recorded output hash and printed
+line, recomputes each recorded config hash from the config stored beside it, checks each
+trajectory's dataset checksum against the dataset file, and checks that the number selected is
+the number in the fit (or aggregate) it came from: at machine precision in CSV/TSV/JSON and in
+the numbers a figure records, within the printed rounding in the strings the tables record.
 Any mismatch or missing file is a failure: every failure is listed with the file and the expected
 and actual hash, and the exit status is 1. ``--recompute`` also re-runs the aggregation and the fit
 from their recorded inputs and settings and compares the results with the stored ones.
@@ -44,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, provenance
-from .provenance import IDENTITY, fit_identity
+from .provenance import IDENTITY, fit_identity, read_record
 
 SHORT = 12
 ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_meas", "k1", "k2",
@@ -189,6 +193,7 @@ class Auditor:
         self.cells: dict[str, dict] = {}          # cell id -> resolved cell config
         self.code: dict[str, set] = {}            # "commit dirty package" -> kinds using it
         self.numbers_checked: list[str] = []
+        self.lines: dict[Path, list[str]] = {}   # printed files, by line
 
     # -- helpers -----------------------------------------------------------------------------
     def show(self, p: Path) -> str:
@@ -211,6 +216,44 @@ class Auditor:
     def fail(self, node: Node, msg: str) -> None:
         node.problems.append(msg)
         self.failures.append(msg)
+
+    def record_of(self, path: Path) -> tuple[Path, dict]:
+        rec_path, rec = read_record(path)
+        if rec is None:
+            raise UsageError(f"{self.show(path)} has no record (provenance.record): not an output of "
+                             "this pipeline, or written before records existed (rerun its rule)")
+        return rec_path, rec
+
+    def line_of(self, path: Path, n: int) -> str | None:
+        lines = self.lines.get(path.resolve())
+        if lines is None:
+            lines = self.lines[path.resolve()] = path.read_text().splitlines()
+        return lines[n - 1] if 0 < n <= len(lines) else None
+
+    def check_record(self, node: Node, rec_path: Path, rec: dict) -> None:
+        """Every file the record describes has the sha256 it recorded, and every line it recorded
+        as printed is still the file's line."""
+        shown = self.show(rec_path)
+        outs = rec.get("outputs") or []
+        for o in outs:
+            p = self.resolve(o["path"])
+            if not p.exists():
+                self.fail(node, f"missing output: {o['path']} (recorded in {shown})")
+            elif self.sha(p) != o["sha256"]:
+                self.fail(node, f"hash mismatch: {self.show(p)}: {shown} recorded sha256 {o['sha256']}, "
+                                f"the file now has sha256 {self.sha(p)}")
+        n_lines = 0
+        for name, entries in (rec.get("printed") or {}).items():
+            f = rec_path.with_name(name)
+            for e in entries.values() if isinstance(entries, dict) else entries:
+                if isinstance(e, dict) and "line" in e and f.exists():
+                    n_lines += 1
+                    actual = self.line_of(f, e["line"])
+                    if actual != e["text"]:
+                        self.fail(node, f"value mismatch: {self.show(f)} prints {actual!r} at line "
+                                        f"{e['line']}; {shown} recorded {e['text']!r}")
+        node.details.append(f"record {shown}: kind {rec['kind']}, experiment {rec.get('experiment')}; "
+                            f"{len(outs)} output sha256 and {n_lines} printed lines checked")
 
     def note_code(self, meta: dict, kind: str, node: Node) -> None:
         code = meta.get("code") or {}
@@ -292,13 +335,9 @@ class Auditor:
         node.details.append("no provenance recorded in this file (hash checked only)")
 
     def _dataset(self, path: Path, node: Node) -> None:
-        record = path.with_suffix(".json")
-        if record.exists():
-            rec = _read_json(record)
-            if rec.get("sha256") != node.sha256:
-                self.fail(node, f"hash mismatch: {node.path}: its record {self.show(record)} says "
-                                f"sha256 {rec.get('sha256')}, the file has {node.sha256}")
-            self.note_code(rec.get("provenance") or {}, "dataset", node)
+        rec_path, rec = self.record_of(path)
+        self.check_record(node, rec_path, rec)  # the .npz has the sha256 its record holds
+        self.note_code(rec.get("provenance") or {}, "dataset", node)
 
     def _trajectory(self, path: Path, node: Node) -> None:
         from .trajectory import read_trajectory
@@ -361,12 +400,19 @@ class Auditor:
         if self.recompute:
             self._recompute_aggregate(path, node, df, meta)
 
+    def inputs_to_recompute(self, node: Node, meta: dict, n: int | None = None) -> list[Path] | None:
+        """The recorded inputs, resolved; None (a failure) if one is missing."""
+        files = [self.resolve(r["path"]) for r in meta.get("inputs") or []]
+        if (n is not None and len(files) != n) or not all(f.exists() for f in files):
+            self.fail(node, f"{node.path}: cannot recompute, inputs missing")
+            return None
+        return files
+
     def _recompute_aggregate(self, path, node, df, meta) -> None:
         from . import aggregate as agg
 
-        files = [self.resolve(r["path"]) for r in meta.get("inputs") or []]
-        if not all(f.exists() for f in files):
-            self.fail(node, f"{node.path}: cannot recompute, inputs missing")
+        files = self.inputs_to_recompute(node, meta)
+        if files is None:
             return
         curves, _, _ = agg.load(files, meta["group"]["measure"])
         curves_df, optima_df, _ = agg.aggregate(curves, meta["config"])
@@ -381,7 +427,7 @@ class Auditor:
     def _fit(self, path: Path, node: Node) -> None:
         fit = _read_json(path)
         prov = fit.get("provenance") or {}
-        ident = fit_identity(node.path, fit.get("group"))
+        ident = fit_identity(fit)
         node.info.update({"identity": ident, "status": fit.get("status"), "settings": fit.get("settings")})
         s = fit.get("settings") or {}
         node.details.append(f"{'/'.join(ident[k] for k in IDENTITY)}: status {fit.get('status')}"
@@ -401,9 +447,8 @@ class Auditor:
     def _recompute_fit(self, path, node, fit, prov) -> None:
         from . import fit as fitmod
 
-        ins = [self.resolve(r["path"]) for r in prov.get("inputs") or []]
-        if len(ins) != 2 or not all(p.exists() for p in ins):
-            self.fail(node, f"{node.path}: cannot recompute, inputs missing")
+        ins = self.inputs_to_recompute(node, prov, n=2)
+        if ins is None:
             return
         curves, optima = sorted(ins, key=lambda p: "optima" in p.name)
         data, _ = fitmod.load_fit_data(curves, optima)
@@ -422,42 +467,30 @@ class Auditor:
         else:
             node.details.append("refitted from the aggregate: identical estimates and intervals")
 
-    def _sidecar_meta(self, path: Path) -> tuple[Path, dict]:
-        side = path if path.suffix == ".json" else Path(str(path) + ".json")
-        return side, _read_json(side)
+    def _sidecar(self, path: Path, node: Node, only=None, follow: bool = True) -> tuple[Path, dict]:
+        """A record beside the files it describes: its outputs and printed lines, its code and
+        config, and (``follow``) its inputs, those in ``only`` audited further down."""
+        side, meta = self.record_of(path)
+        prov = meta.get("provenance") or {}
+        self.check_record(node, side, meta)
+        self.check_config_hash(node, prov)
+        self.note_code(prov, meta["kind"], node)
+        if follow:
+            self.input_nodes(node, prov, only)
+        return side, meta
 
     def _figure(self, path: Path, node: Node, only=None) -> None:
-        side, meta = self._sidecar_meta(path)
-        prov = meta.get("provenance") or {}
-        image = side.with_name(side.name.removesuffix(".json"))
-        recorded = meta.get("sha256")  # the image's own hash, where the figure writer records it
-        if recorded and image.exists():
-            if self.sha(image) != recorded:
-                self.fail(node, f"hash mismatch: {self.show(image)}: {self.show(side)} recorded sha256 "
-                                f"{recorded}, the file now has sha256 {self.sha(image)}")
-            hash_note = "image sha256 as recorded"
-        else:
-            hash_note = "the image's own sha256 is not recorded (its numbers are checked instead)"
-        node.details.append(f"sidecar {self.show(side)}; kind {meta.get('kind')}; {hash_note}")
-        self.check_config_hash(node, prov)
-        self.note_code(prov, "figure", node)
-        self.input_nodes(node, prov, only)
+        _, meta = self._sidecar(path, node, only)
+        n = sum(len(v) for v in (meta.get("printed") or {}).values())
+        node.details.append(f"plot {meta.get('plot')}: {len(meta.get('panels') or [])} panels, {n} strings drawn")
+
+    def _sensitivity(self, path: Path, node: Node) -> None:
+        _, meta = self._sidecar(path, node)
+        node.details.append(f"status {meta.get('status')}; overlap share {meta.get('overlap_share')}")
 
     def _table(self, path: Path, node: Node, only=None) -> None:
-        side = table_sidecar(path)
-        meta = _read_json(side)
-        prov = meta.get("provenance") or {}
-        node.details.append(f"sidecar {self.show(side)}; {len(meta.get('rows') or [])} rows")
-        for rec in meta.get("outputs") or []:  # the rendered files' hashes, where recorded
-            p = self.resolve(rec["path"])
-            if not p.exists():
-                self.fail(node, f"missing output: {rec['path']} (recorded in {self.show(side)})")
-            elif self.sha(p) != rec["sha256"]:
-                self.fail(node, f"hash mismatch: {self.show(p)}: {self.show(side)} recorded sha256 "
-                                f"{rec['sha256']}, the file now has sha256 {self.sha(p)}")
-        self.check_config_hash(node, prov)
-        self.note_code(prov, "table", node)
-        self.input_nodes(node, prov, only)
+        side, meta = self._sidecar(path, node, only)
+        node.details.append(f"{len(meta.get('rows') or [])} rows")
         for row in meta.get("rows") or []:  # every row as the fit says (no number selected: all)
             fp = self.resolve(row["fit"])
             if (only is not None and fp.resolve() not in only) or not fp.exists():
@@ -471,11 +504,11 @@ class Auditor:
                                         f"{q} = {row[q]}, the fit says {fit['estimates'][q]['value']}")
 
     def _numbers(self, path: Path, node: Node, only_keys=None) -> None:
-        tsv, tex = numbers_pair(path)
+        side, rec = self._sidecar(path, node, follow=False)  # the TSV names each number's fit
+        tsv = self.resolve(next(o["path"] for o in rec["outputs"] if o["path"].endswith(".tsv")))
         rows = read_numbers_tsv(tsv)
-        macros = read_tex_macros(tex) if tex.exists() else {}
-        node.details.append(f"{len(rows)} numbers in {self.show(tsv)}"
-                            + (f" and {self.show(tex)}" if tex.exists() else ""))
+        macros = next(iter((rec.get("printed") or {}).values()), {})  # macro -> its line
+        node.details.append(f"{len(rows)} numbers in {self.show(tsv)}, {len(macros)} macros recorded")
         sources: dict[Path, str] = {}
         for r in rows:
             if only_keys is not None and r["key"] not in only_keys:
@@ -484,10 +517,15 @@ class Auditor:
             if src.exists():
                 self.check_number_row(node, r, macros)
             sources.setdefault(src, r["source_sha256"])
+        recorded = {self.resolve(i["path"]): i["sha256"] for i in (rec.get("provenance") or {}).get("inputs") or []}
         for src, sha in sources.items():
+            if recorded.get(src) != sha:
+                self.fail(node, f"{self.show(tsv)} quotes {self.show(src)} with sha256 {sha}; its record "
+                                f"{self.show(side)} read it with sha256 {recorded.get(src)}")
             node.children.append(self.audit(src, expected=sha, recorded_in=self.show(tsv)))
 
     def check_number_row(self, node: Node, r: dict, macros: dict) -> None:
+        """The TSV row against its fit (value, rounding) and against the macro line recorded."""
         src = self.resolve(r["source"])
         obj = _read_json(src)
         try:
@@ -499,11 +537,12 @@ class Auditor:
         if not same_number(got, want):
             self.fail(node, f"value mismatch: {node.path} {r['key']} = {r['value']}, "
                             f"{r['source']}{r['pointer']} = {want}")
-        if r["macro"] in macros and macros[r["macro"]] != r["text"]:
-            self.fail(node, f"value mismatch: \\{r['macro']} prints {macros[r['macro']]!r}, "
+        line = macros.get(r["macro"])
+        if line is None:
+            self.fail(node, f"\\{r['macro']} ({r['key']}) missing from the record of the .tex file")
+        elif line["text"] != f"\\newcommand{{\\{r['macro']}}}{{{r['text']}}}":
+            self.fail(node, f"value mismatch: \\{r['macro']} prints {line['text']!r}, "
                             f"the TSV says {r['text']!r}")
-        elif r["macro"] not in macros and macros:
-            self.fail(node, f"\\{r['macro']} ({r['key']}) missing from the .tex file")
         if want is not None and isinstance(want, (int, float)) and r["text"] != "--" \
                 and re.fullmatch(r"-?\d+(\.\d+)?", r["text"]) and not printed_matches(r["text"], want):
             self.fail(node, f"value mismatch: \\{r['macro']} prints {r['text']}, "
@@ -552,63 +591,29 @@ def json_pointer(obj, pointer: str):
     return obj
 
 
-def table_sidecar(path: Path) -> Path:
-    path = Path(path)
-    return path if path.suffix == ".json" else path.with_suffix(".json")
-
-
-def numbers_pair(path: Path) -> tuple[Path, Path]:
-    path = Path(path)
-    return path.with_suffix(".tsv"), path.with_suffix(".tex")
-
-
 def read_numbers_tsv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def read_tex_macros(path: Path) -> dict[str, str]:
-    return dict(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}\{([^}]*)\}", Path(path).read_text()))
-
-
 def detect_kind(path: Path) -> str:
-    """trajectory | aggregate | fit | table | figure | numbers | dataset | json_output |
-    output_parquet (other files with our provenance) | file (hash checked only)."""
+    """What ``path`` is: the kind its record names (``provenance.RECORD_KINDS``); a trajectory by
+    its contract (``trajectory.py``: trajectories keep the footer they were trained with);
+    ``output_parquet`` / ``json_output`` for other files with our provenance (the perceptron's);
+    else ``file`` (hash checked only)."""
     path = Path(path)
-    name = path.name
-    if name.endswith(".parquet"):
+    _, rec = read_record(path)
+    if rec is not None:
+        return rec["kind"]
+    if path.suffix == ".parquet":
         try:
             meta = io.read_parquet_metadata(path)
         except ValueError:
             return "file"
-        return "trajectory" if "cell_id" in meta else "aggregate" if meta.get("group") else "output_parquet"
-    if name.endswith(".npz"):
-        return "dataset"
-    if path.suffix in (".tsv", ".tex"):
-        tsv = path.with_suffix(".tsv")
-        if tsv.exists():
-            with open(tsv) as f:
-                head = f.readline().rstrip("\n").split("\t")
-            if "macro" in head and "source_sha256" in head:
-                return "numbers"
-    if path.suffix in (".csv", ".md", ".tex") and path.with_suffix(".json").exists():
-        if "rows" in _read_json(path.with_suffix(".json")):
-            return "table"
+        return "trajectory" if "cell_id" in meta else "output_parquet"
     if path.suffix == ".json":
         obj = _read_json(path)
-        if isinstance(obj, dict):
-            if str(obj.get("schema", "")).startswith("fit/") or "estimates" in obj:
-                return "fit"
-            if "rows" in obj and "provenance" in obj:
-                return "table"
-            if "figure" in obj and "provenance" in obj:
-                return "figure"
-            if "provenance" in obj:
-                return "json_output"
-        return "file"
-    side = Path(str(path) + ".json")
-    if side.exists() and "figure" in _read_json(side):
-        return "figure"
+        return "json_output" if isinstance(obj, dict) and "provenance" in obj else "file"
     return "file"
 
 
@@ -634,19 +639,20 @@ class Number:
 
 
 def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+    """One exponent of one table row: the CSV at full precision and the JSON rows exactly, the
+    Markdown and LaTeX cells (as their record says they were printed) within the rounding."""
     from . import table as tab
 
     q, fld, P = parse_number(number)
     if P is not None or q not in tab.EXPONENTS:
         raise UsageError(f"--number {number!r}: a table column holds one of {', '.join(tab.EXPONENTS)} "
                          "with an optional _ci_low / _ci_high / _se")
-    side = table_sidecar(path)
-    prefix = side.with_suffix("")
-    csv_path = prefix.with_suffix(".csv")
+    side, rec = aud.record_of(path)
+    csv_path = aud.resolve(next(o["path"] for o in rec["outputs"] if o["path"].endswith(".csv")))
     df = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])  # pandas >= 3 reads floats exactly
     by_est = "estimator" in df and df.groupby("fit")["estimator"].nunique().max() > 1
-    cands = [({**fit_identity(r["fit"], {k: r.get(k) for k in IDENTITY}),
-               **({"estimator": r["estimator"]} if by_est else {})}, r) for _, r in df.iterrows()]
+    cands = [({**{k: str(r[k]) for k in IDENTITY}, **({"estimator": r["estimator"]} if by_est else {})}, r)
+             for _, r in df.iterrows()]
     r = select_one(cands, row, aud.show(csv_path))
     col = q if fld == "value" else f"{q}_{fld}"
     fit_path = aud.resolve(str(r["fit"]))
@@ -656,108 +662,54 @@ def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tupl
     estimator = r.get("estimator") if "estimator" in df else None
     if fit.get("by_estimator") and estimator in fit["by_estimator"]:
         fit = fit["by_estimator"][estimator]  # one row per estimator of a fit with both
+        where_prefix = f"by_estimator.{estimator}."
+    else:
+        where_prefix = ""
     want, where = fit_value(fit, q, fld, None, aud.show(fit_path))
-    if estimator is not None and "by_estimator" in _read_json(fit_path):
-        where = f"by_estimator.{estimator}.{where}"
+    where = where_prefix + where
     v = r[col]
     printed = [(f"{aud.show(csv_path)} column {col}", None if pd.isna(v) else float(v))]
     problems = []
     if not same_number(printed[0][1], want):
         problems.append(f"value mismatch: {aud.show(csv_path)} row {r['fit']} column {col} = "
                         f"{printed[0][1]!r}, {aud.show(fit_path)} {where} = {want!r}")
-    for row_d in _read_json(side).get("rows") or []:
+    for row_d in rec.get("rows") or []:
         if row_d.get("fit") == r["fit"] and row_d.get("estimator", estimator) == estimator \
                 and not same_number(row_d.get(col), want):
             problems.append(f"value mismatch: {aud.show(side)} row {r['fit']} {col} = "
                             f"{row_d.get(col)!r}, {aud.show(fit_path)} {where} = {want!r}")
     idx = {"value": 0, "ci_low": 1, "ci_high": 2}.get(fld)
-    for ext, parse in ((".md", _md_table), (".tex", _tex_table)):
-        f = prefix.with_suffix(ext)
-        if not f.exists() or idx is None:
+    for name, entries in (rec.get("printed") or {}).items():
+        f = side.with_name(name)
+        e = entries[int(r.name)] if int(r.name) < len(entries) else {}
+        if idx is None or not f.exists():
             continue
-        cell = parse(f.read_text(), r, q, int(r.name))
-        if cell is None:
-            problems.append(f"{aud.show(f)}: its row {int(r.name) + 1} is not the row of {r['fit']} "
-                            f"({r['arch']}/{r['dataset']}) in {aud.show(csv_path)}")
+        if e.get("fit") != r["fit"] or e.get("estimator") != r.get("estimator"):
+            problems.append(f"{aud.show(side)}: its record of {name} row {int(r.name) + 1} is not the "
+                            f"row of {r['fit']} in {aud.show(csv_path)}")
             continue
-        nums = re.findall(r"-?\d+(?:\.\d+)?", cell)
+        cell = e["cells"].get(q)
+        actual = aud.line_of(f, e["line"])
+        if actual != e["text"]:
+            problems.append(f"value mismatch: {aud.show(f)} prints {actual!r} at line {e['line']} "
+                            f"(the row of {r['fit']}); {aud.show(side)} recorded {e['text']!r}")
+        nums = re.findall(r"-?\d+(?:\.\d+)?", cell or "")
         shown = nums[idx] if len(nums) > idx else None
-        printed.append((f"{aud.show(f)} cell {cell!r}", shown))
-        if want is None:
-            ok = shown is None
-        else:
-            ok = shown is not None and printed_matches(shown, want)
+        printed.append((f"{aud.show(f)} line {e['line']} cell {cell!r}", shown))
+        ok = shown is None if want is None else shown is not None and printed_matches(shown, want)
         if not ok:
             problems.append(f"value mismatch: {aud.show(f)} prints {cell!r} for {col} of "
                             f"{r['fit']}; {aud.show(fit_path)} {where} = {want!r}")
-    return Number(f"{col} of {'/'.join(fit_identity(r['fit'], None).values())}", printed, fit_path,
-                  where, want), problems
-
-
-def _row_matches(header: list[str], cells: list[str], r, tex: bool) -> bool:
-    """Does a Markdown/LaTeX row (its leading label columns) belong to the CSV row ``r``?"""
-    from . import table as tab
-
-    esc = tab._tex_escape if tex else (lambda s: s)
-    expect = {esc("experiment"): esc(str(r["experiment"])), esc("measure"): esc(str(r["measure"])),
-              ("Arch." if tex else "arch"): tab.ARCH_LABEL.get(r["arch"], esc(str(r["arch"]))),
-              ("Dataset" if tex else "dataset"): tab.DATASET_LABEL.get(r["dataset"], esc(str(r["dataset"]))),
-              esc("estimator"): esc(str(r.get("estimator")))}
-    found = False
-    for h, want in expect.items():
-        if h in header:
-            i = header.index(h)
-            if i >= len(cells) or cells[i] != want:
-                return False
-            found = True
-    return found
-
-
-def _md_table(text: str, r, q: str, index: int) -> str | None:
-    """The Markdown cell of column ``q`` in data row ``index`` (the CSV's row order), None if that
-    row's labels are not those of ``r``."""
-    from . import table as tab
-
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
-    split = lambda ln: [c.strip() for c in ln.strip().strip("|").split("|")]  # noqa: E731
-    header = split(lines[0])
-    rows = [split(ln) for ln in lines[2:]]
-    if index >= len(rows) or not _row_matches(header, rows[index], r, tex=False):
-        return None
-    return rows[index][header.index(tab.HEAD_MD[q])]
-
-
-def _tex_table(text: str, r, q: str, index: int) -> str | None:
-    """The LaTeX cell of column ``q`` in data row ``index``; "" where a fit-impossible row spans
-    the exponents; None if that row's labels are not those of ``r``."""
-    from . import table as tab
-
-    lines = text.splitlines()
-    split = lambda ln: [c.strip() for c in ln.strip().removesuffix(r"\\").strip().split(" & ")]  # noqa: E731
-    header = split(lines[lines.index(r"\toprule") + 1])
-    body = lines[lines.index(r"\midrule") + 1:]
-    end = next(i for i, ln in enumerate(body) if ln.startswith(r"\bottomrule"))
-    rows = [split(ln) for ln in body[:end]]
-    if index >= len(rows) or not _row_matches(header, rows[index], r, tex=True):
-        return None
-    cells = rows[index]
-    return cells[header.index(tab.HEAD_TEX[q])] if len(cells) == len(header) else ""
+    label = "/".join(str(r[k]) for k in IDENTITY)
+    return Number(f"{col} of {label}", printed, fit_path, where, want), problems
 
 
 def figure_number(aud: Auditor, path: Path, row: str | None, number: str):
-    side = path if path.suffix == ".json" else Path(str(path) + ".json")
-    meta = _read_json(side)
+    side, meta = aud.record_of(path)
     panels = meta.get("panels")
     if not panels:
         raise UsageError(f"{aud.show(side)} records no panels; audit the figure without --number")
-    cands = []
-    for p in panels:
-        fit = next((x for x in p["inputs"] if x.endswith("fit.json")), None)
-        ident = fit_identity(fit, p.get("group")) if fit else {k: str(p["group"].get(k)) for k in IDENTITY}
-        if not fit:  # no fit: the experiment is the aggregate's directory
-            m = re.search(r"(?:^|/)aggregate/([^/]+)/([^/]+)/([^/]+)/([^/]+)/", p["inputs"][0])
-            ident = dict(zip(IDENTITY, m.groups())) if m else ident
-        cands.append((ident, p))
+    cands = [({k: str(p["group"].get(k)) for k in IDENTITY}, p) for p in panels]
     panel = select_one(cands, row, aud.show(side))
     q, fld, P = parse_number(number)
     shown = panel["shown"]
@@ -844,7 +796,8 @@ def aggregate_number(aud: Auditor, path: Path, row: str | None, number: str):
 
 
 def numbers_selection(aud: Auditor, path: Path, number: str) -> tuple[Number, set]:
-    tsv, tex = numbers_pair(path)
+    side, rec = aud.record_of(path)
+    tsv = aud.resolve(next(o["path"] for o in rec["outputs"] if o["path"].endswith(".tsv")))
     rows = read_numbers_tsv(tsv)
     name = number.lstrip("\\")
     hits = [r for r in rows if r["macro"] == name or r["key"] == name]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_path, read_json, write_json
-from .provenance import provenance, sha256_file
+from .provenance import provenance, record, sha256_file
 
 # Sizes of the official splits (digits/teacher: our fixed splits, see _digits/_teacher).
 DATASET_SIZES = {
@@ -162,8 +162,8 @@ def prepare(name: str, out, raw_dir=None, verify_md5: bool = True) -> str:
             raise DatasetError(f"{name} {split} split has {n} examples, expected "
                                f"{DATASET_SIZES[name][split]}")
     sha = write_canonical(arrays, out)
-    write_json({"dataset": name, "sha256": sha, "shapes": {k: list(v.shape) for k, v in
-                                                           arrays.items()},
+    write_json({**record("dataset", None, outputs=[{"path": str(out), "sha256": sha}]),
+                "dataset": name, "sha256": sha, "shapes": {k: list(v.shape) for k, v in arrays.items()},
                 "provenance": provenance(config={"dataset": name, "verify_md5": verify_md5})},
                checksum_path(out))
     return sha

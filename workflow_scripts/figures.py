@@ -320,18 +320,34 @@ def tidy_log_axes(fig) -> None:
                 axis.set_minor_formatter(NullFormatter())
 
 
-def _save(fig, out, panels, shown, kind):
+def drawn_strings(fig) -> list[str]:
+    """Every non-empty string drawn on ``fig``: titles, axis labels, legend entries, annotations."""
+    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible()]
+    return [t for t in texts if t.strip()]
+
+
+def save_figure(fig, out, plot: str, experiment, inputs, stage: str, tidy: bool = True, **content) -> None:
+    """Write the image (atomically), then its record ``<image>.json``: the image's sha256, every
+    string drawn on it, what it shows (``content``) and the inputs it was drawn from."""
     out = Path(out)
-    tidy_log_axes(fig)
+    if tidy:
+        tidy_log_axes(fig)
     with io.atomic_path(out, out.suffix or ".png") as tmp:
         fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=(out.suffix.lstrip(".") or "png"))
+    printed = {out.name: drawn_strings(fig)}
     plt.close(fig)
-    inputs = [p for panel in panels for p in panel.inputs]
-    io.write_json({"figure": str(out), "kind": kind, "sha256": provenance.sha256_file(out),
-                   "panels": [{"group": p.group, "inputs": [str(x) for x in p.inputs], "shown": s}
-                              for p, s in zip(panels, shown)],
-                   "provenance": provenance.provenance(inputs=inputs, stage="figures")},
+    io.write_json({**provenance.record("figure", experiment, outputs=[out], printed=printed),
+                   "figure": str(out), "plot": plot, **content,
+                   "provenance": provenance.provenance(inputs=inputs, stage=stage)},
                   str(out) + ".json")
+
+
+def _save(fig, out, panels, shown, plot):
+    experiments = sorted({str(p.group.get("experiment")) for p in panels})
+    save_figure(fig, out, plot, experiments[0] if len(experiments) == 1 else experiments,
+                [x for panel in panels for x in panel.inputs], "figures",
+                panels=[{"group": p.group, "inputs": [str(x) for x in p.inputs], "shown": s}
+                        for p, s in zip(panels, shown)])
 
 
 def fig_curves(curves, optima, out, fit=None):

@@ -825,6 +825,7 @@ def run(curves_path, optima_path, settings: dict, out) -> dict:
             result["settings"]["window_resolved"] = None
     result["schema"] = FIT_SCHEMA
     result["group"] = cmeta.get("group", {})
+    result.update(provenance.record("fit", result["group"].get("experiment")))
     if cmeta.get("published"):  # the source file and the values its authors stored
         result["published"] = cmeta["published"]
     result["aggregate_schema"] = cmeta.get("schema", SCHEMA)

@@ -93,7 +93,7 @@ def rows_for_fit(path: Path, digits: int, shown_path: str | None = None) -> list
 
     fit = io.read_json(path)
     src = shown_path or str(path)
-    ident = fit_identity(src, fit.get("group"))
+    ident = fit_identity(fit)
     sha = provenance.sha256_file(path)
     status = str(fit.get("status"))
     pub = PUBLISHED.get((ident["arch"], ident["dataset"]), {})
@@ -150,22 +150,25 @@ def build(fits, digits: int = 2) -> list[dict]:
     return rows
 
 
-def to_tex(rows: list[dict]) -> str:
+def to_tex(rows: list[dict]) -> tuple[str, dict]:
+    """The macros file, and per macro the line defining it (1-based) exactly as printed."""
     code = provenance.code_version()
     out = ["% Numbers quoted in the paper: written by python -m workflow_scripts.numbers; do not edit.",
            "% Audit any of them: python -m workflow_scripts.audit <this file> --number <macro name>",
            f"% code: git commit {code['git_commit']}{' (dirty)' if code['git_dirty'] else ''}, "
            f"package sha256 {code['package_hash']}", ""]
-    last = None
+    last, printed = None, {}
     for r in rows:
         if r["source"] != last:
             out.append(f"% {r['source']} (sha256 {r['source_sha256']}), status {r['status']}")
             last = r["source"]
         out.append(f"\\newcommand{{\\{r['macro']}}}{{{r['text']}}}")
-    return "\n".join(out) + "\n"
+        printed[r["macro"]] = {"line": len(out), "text": out[-1]}
+    return "\n".join(out) + "\n", printed
 
 
-def write(fits, out_tsv, out_tex, digits: int = 2) -> list[dict]:
+def write(fits, out_tsv, out_tex, out_record, digits: int = 2) -> list[dict]:
+    """The TSV, the macros, and last their record (both files' sha256, each macro's line)."""
     if not fits:
         raise ValueError("no fit.json files given")
     rows = build(fits, digits)
@@ -174,8 +177,14 @@ def write(fits, out_tsv, out_tex, digits: int = 2) -> list[dict]:
             w = csv.DictWriter(f, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
+    text, printed = to_tex(rows)
     with io.atomic_path(out_tex, ".tex") as tmp:
-        tmp.write_text(to_tex(rows))
+        tmp.write_text(text)
+    experiments = sorted({r["experiment"] for r in rows})
+    io.write_json({**provenance.record("numbers", experiments, outputs=[out_tsv, out_tex],
+                                       printed={Path(out_tex).name: printed}),
+                   "digits": digits, "provenance": provenance.provenance(inputs=fits, stage="numbers")},
+                  out_record)
     return rows
 
 
@@ -188,11 +197,14 @@ def main(argv=None) -> int:
                     help="fit.json files (results/fit/<experiment>/<arch>/<dataset>/<measure>/fit.json)")
     ap.add_argument("--out-tsv", required=True, help="TSV to write (results/numbers/numbers.tsv)")
     ap.add_argument("--out-tex", required=True, help="LaTeX macros to write (results/numbers/numbers.tex)")
+    ap.add_argument("--out-record", required=True,
+                    help="the record to write (results/numbers/numbers.json): both files' sha256, "
+                         "the line of each macro, the fits read")
     ap.add_argument("--digits", type=int, default=2,
                     help="decimals of the exponents in the macros (default 2)")
     args = ap.parse_args(argv)
     try:
-        rows = write(args.fits, args.out_tsv, args.out_tex, args.digits)
+        rows = write(args.fits, args.out_tsv, args.out_tex, args.out_record, args.digits)
     except ValueError as e:
         print(f"numbers: error: {e}", file=sys.stderr)
         return 2

@@ -9,12 +9,12 @@ import hashlib
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 
 from . import PACKAGE_DIR, REPO_ROOT
 
@@ -22,19 +22,74 @@ TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "pyarrow", "scipy
                     "statsmodels", "matplotlib", "seaborn", "snakemake")
 
 
-# A fit's identity: the (experiment, arch, dataset, measure) its path or its recorded group names.
-FIT_PATH = re.compile(r"(?:^|/)fit/([^/]+)/([^/]+)/([^/]+)/([^/]+)/fit\.json$")
+# What an analysis output is about: the analysing experiment and the (arch, dataset, measure) group.
 IDENTITY = ("experiment", "arch", "dataset", "measure")
 
+# Every analysis output carries a typed record (``record``): in the file itself (fit.json, the Parquet
+# footer of an aggregate) or in a JSON sidecar beside the files it describes (figures, tables, the
+# numbers file, the sensitivity grid). The audit reads these records; it never guesses.
+RECORD = "record/1"
+RECORD_KINDS = ("dataset", "aggregate", "fit", "sensitivity", "figure", "table", "numbers")
 
-def fit_identity(path: str, group: dict | None = None) -> dict:
-    """(experiment, arch, dataset, measure) of a fit: from its path results/fit/e/a/d/m/fit.json when
-    it has that form (the analysis experiment; the group in fit.json names the training one for
-    experiments that reuse another's runs), else from the group recorded in the file."""
-    m = FIT_PATH.search(str(path).replace("\\", "/"))
-    if m:
-        return dict(zip(IDENTITY, m.groups()))
-    return {k: str((group or {}).get(k, "?")) for k in IDENTITY}
+
+def record(kind: str, experiment, *, outputs=(), printed=None) -> dict:
+    """The typed header of an output's record: what it is (``kind``), the experiment that analysed
+    it (a list for an output spanning several), and, for a sidecar, the sha256 of every file it
+    describes (``outputs``) and the exact strings those files print (``printed``, by file name).
+    Writers merge it with their content and their ``provenance`` block."""
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"unknown record kind {kind!r} (one of {RECORD_KINDS})")
+    rec = {"record": RECORD, "kind": kind, "experiment": experiment}
+    if outputs:  # paths, or {"path", "sha256"} where the writer has the hash already
+        rec["outputs"] = [o if isinstance(o, dict) else inputs_with_hashes([o])[0] for o in outputs]
+    if printed is not None:
+        rec["printed"] = printed
+    return rec
+
+
+def is_record(obj) -> bool:
+    return isinstance(obj, dict) and obj.get("record") == RECORD and obj.get("kind") in RECORD_KINDS
+
+
+def record_candidates(path) -> list[Path]:
+    """Where the record of ``path`` may live: in it, then ``<file>.json``, then ``<stem>.json``."""
+    path = Path(path)
+    return list(dict.fromkeys([path, Path(f"{path}.json"), path.with_suffix(".json")]))
+
+
+def read_record(path) -> tuple[Path, dict] | tuple[None, None]:
+    """The record describing ``path`` and the file holding it: the record in the file itself (a JSON
+    record, a Parquet footer), else the sidecar beside it whose ``outputs`` list it."""
+    from . import io
+
+    path = Path(path)
+    for cand in record_candidates(path):
+        if not cand.is_file():
+            continue
+        try:
+            if cand.suffix == ".parquet":
+                obj = io.read_parquet_metadata(cand)
+            elif cand.suffix == ".json":
+                obj = json.loads(cand.read_text())
+            else:
+                continue
+        except (OSError, ValueError):
+            continue
+        if not is_record(obj):
+            continue
+        if cand == path or any(Path(o["path"]).name == path.name for o in obj.get("outputs") or []):
+            return cand, obj
+    return None, None
+
+
+def fit_identity(fit: dict) -> dict:
+    """(experiment, arch, dataset, measure) of a fit.json: the analysing experiment its record names,
+    and the group it fitted."""
+    group = fit.get("group") or {}
+    ident = {k: str(group.get(k, "?")) for k in IDENTITY}
+    if fit.get("experiment"):
+        ident["experiment"] = str(fit["experiment"])
+    return ident
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

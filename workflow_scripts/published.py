@@ -181,7 +181,7 @@ def import_dir(root, out) -> dict:
         meta = provenance.provenance(config=None, inputs=[path], schema=SCHEMA, stage="published",
                                      group={"experiment": "published", "arch": arch,
                                             "dataset": dataset, "measure": MEASURE},
-                                     published=block)
+                                     published=block, **provenance.record("aggregate", "published"))
         base = out / "aggregate" / arch / dataset
         io.write_parquet(curves, base / "curves.parquet", meta)
         io.write_parquet(optima, base / "optima.parquet", meta)

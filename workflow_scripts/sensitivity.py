@@ -103,8 +103,8 @@ def grid(data: FitData, settings: dict | Settings, progress=None) -> tuple[pd.Da
     return df, summary
 
 
-def figure(df: pd.DataFrame, summary: dict, out, title: str = "") -> None:
-    """Heat maps of γ₁, γ_pred and γ_pred − γ_meas over (x_left, x_right) at γ₁ min P = the
+def figure(df: pd.DataFrame, summary: dict, title: str = ""):
+    """The figure (not saved): heat maps of γ₁, γ_pred and γ_pred − γ_meas over (x_left, x_right) at γ₁ min P = the
     smallest P, one column per estimator (dots: the γ_pred and γ_meas intervals overlap), and the
     overlap share against γ₁ min P."""
     import matplotlib
@@ -156,9 +156,7 @@ def figure(df: pd.DataFrame, summary: dict, out, title: str = "") -> None:
     fig.suptitle(f"{title}\nsensitivity of the exponents to the window and γ₁ min P "
                  f"(dots: γ_pred and γ_meas intervals overlap; {summary['intervals']})", fontsize=9)
     fig.tight_layout()
-    with io.atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    return fig
 
 
 def run(curves_path, optima_path, settings: dict, out_table, out_json, out_figure=None) -> dict:
@@ -172,24 +170,21 @@ def run(curves_path, optima_path, settings: dict, out_table, out_json, out_figur
     meta = provenance.provenance(config=settings, inputs=[curves_path, optima_path],
                                  stage="sensitivity", group=group)
     io.write_parquet(df, out_table, meta)
-    io.write_json({"schema": "sensitivity/1", "status": status, "reason": reason, "group": group,
+    io.write_json({**provenance.record("sensitivity", group.get("experiment"), outputs=[out_table]),
+                   "schema": "sensitivity/1", "status": status, "reason": reason, "group": group,
                    **summary, "provenance": meta}, out_json)
-    if out_figure:
+    if out_figure:  # drawn from the table just written; its record <png>.json names that table
+        from .figures import plt, save_figure
+
         if status == "ok":
-            figure(df, summary, out_figure, title="/".join(str(group.get(k, "")) for k in
-                                                           ("experiment", "arch", "dataset", "measure")))
+            fig = figure(df, summary, title="/".join(str(group.get(k, "")) for k in
+                                                     ("experiment", "arch", "dataset", "measure")))
         else:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
             fig, ax = plt.subplots(figsize=(6, 2))
             ax.axis("off")
             ax.text(0.5, 0.5, f"sensitivity grid impossible:\n{reason}", ha="center", va="center", wrap=True)
-            with io.atomic_path(out_figure) as tmp:
-                fig.savefig(tmp, format="png")
-            plt.close(fig)
+        save_figure(fig, out_figure, "sensitivity", group.get("experiment"), [out_table], "sensitivity",
+                    tidy=False, shown={"status": status, "overlap_share": summary["overlap_share"]})
     return {"status": status, **summary}
 
 

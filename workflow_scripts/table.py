@@ -120,12 +120,15 @@ def _lead(df: pd.DataFrame) -> list[str]:
     return [c for c in ("experiment", "measure", "estimator") if len(df) and _multi(df, c)]
 
 
-def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
+def to_markdown(df: pd.DataFrame, digits: int = 2) -> tuple[str, list[dict]]:
+    """The Markdown table, and per row of ``df`` the line printing it (1-based) and its exponent
+    cells exactly as printed (the record the audit checks)."""
     lead = _lead(df)
     extra = _extra(df)
     head = ([c for c in lead] + ["arch", "dataset"] + [HEAD_MD[k] for k in EXPONENTS]
             + [h for _, h, _ in extra] + ["paper γ_pred", "paper γ_meas", "paper σ", "status"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    printed = []
     for _, r in df.iterrows():
         c = _cells(r, digits)
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
@@ -135,6 +138,7 @@ def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
                  + [_fmt(r["paper_gamma_pred"]), _fmt(r["paper_gamma_meas"]), _fmt(r["paper_sigma"]),
                     status.replace("|", "/")])
         lines.append("| " + " | ".join(cells) + " |")
+        printed.append({"line": len(lines), "text": lines[-1], "cells": {k: c[k] for k in EXPONENTS}})
     level = "95%"
     lines.append("")
     lines.append(f"Values: point estimate [{level} bootstrap percentile interval, seeds resampled "
@@ -145,7 +149,7 @@ def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
     if any(col.startswith("stored") for col, _, _ in extra):
         lines.append("Stored: the values saved in the published file by its authors; published "
                      "seed means have no per-seed data, so no bootstrap intervals.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", printed
 
 
 def _tex_escape(s: str) -> str:
@@ -155,20 +159,25 @@ def _tex_escape(s: str) -> str:
     return s
 
 
-def to_latex(df: pd.DataFrame, digits: int = 2) -> str:
+def to_latex(df: pd.DataFrame, digits: int = 2) -> tuple[str, list[dict]]:
+    """The booktabs table, and per row its line and exponent cells as printed (None where a
+    fit-impossible row spans the exponent columns with its reason)."""
     lead = _lead(df)
     extra = _extra(df)
     head = ([_tex_escape(c) for c in lead] + ["Arch.", "Dataset"] + [HEAD_TEX[k] for k in EXPONENTS]
             + [t for _, _, t in extra] + [r"paper $\gamma_\mathrm{pred}$", r"paper $\gamma_\mathrm{meas}$", r"paper $\sigma$"])
     out = [r"\begin{tabular}{" + "l" * (len(lead) + 2) + "c" * (len(head) - len(lead) - 2) + "}",
            r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
+    printed = []
     for _, r in df.iterrows():
         c = _cells(r, digits)
         if r["status"] != "ok":
             span = len(EXPONENTS)
             vals = [r"\multicolumn{%d}{c}{\emph{fit impossible: %s}}" % (span, _tex_escape(r["reason"]))]
+            shown = dict.fromkeys(EXPONENTS)
         else:
             vals = [c[k].replace("—", "--") for k in EXPONENTS]
+            shown = dict(zip(EXPONENTS, vals))
         vals += [_fmt(r[col], digits=digits).replace("—", "--") for col, _, _ in extra]
         cells = ([_tex_escape(str(r[x])) for x in lead]
                  + [ARCH_LABEL.get(r["arch"], _tex_escape(str(r["arch"]))),
@@ -177,8 +186,9 @@ def to_latex(df: pd.DataFrame, digits: int = 2) -> str:
                            _fmt(r["paper_gamma_meas"]).replace("—", "--"),
                            _fmt(r["paper_sigma"]).replace("—", "--")])
         out.append(" & ".join(cells) + r" \\")
+        printed.append({"line": len(out), "text": out[-1], "cells": shown})
     out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n", printed
 
 
 def write_table(fits, prefix, sensitivity=()) -> pd.DataFrame:
@@ -189,13 +199,18 @@ def write_table(fits, prefix, sensitivity=()) -> pd.DataFrame:
     prefix = str(prefix)
     with io.atomic_path(prefix + ".csv") as tmp:
         df.to_csv(tmp, index=False)  # full precision: the CSV is for machines
-    with io.atomic_path(prefix + ".md") as tmp:
-        tmp.write_text(to_markdown(df))
-    with io.atomic_path(prefix + ".tex") as tmp:
-        tmp.write_text(to_latex(df))
+    printed = {}
+    for ext, render in ((".md", to_markdown), (".tex", to_latex)):
+        text, rows = render(df)
+        with io.atomic_path(prefix + ext) as tmp:
+            tmp.write_text(text)
+        printed[Path(prefix + ext).name] = [{"fit": f, "estimator": e, **row} for f, e, row
+                                            in zip(df["fit"], df["estimator"], rows)]
     rendered = [prefix + ext for ext in (".csv", ".md", ".tex")]
-    io.write_json({"rows": df.astype(object).where(df.notna(), None).to_dict("records"),
-                   "outputs": provenance.inputs_with_hashes(rendered),  # so a swapped file shows
+    experiments = sorted(df["experiment"].astype(str).unique())
+    io.write_json({**provenance.record("table", experiments[0] if len(experiments) == 1 else experiments,
+                                       outputs=rendered, printed=printed),
+                   "rows": df.astype(object).where(df.notna(), None).to_dict("records"),
                    "published": {f"{a}/{d}": v for (a, d), v in PUBLISHED.items()},
                    "provenance": provenance.provenance(inputs=[*fits, *map(Path, sensitivity)],
                                                        stage="table")},

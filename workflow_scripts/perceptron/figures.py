@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
 import matplotlib
 
@@ -34,16 +33,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from .. import io, provenance  # noqa: E402
+from .. import io  # noqa: E402
 from ..aggregate import expand_inputs, read_aggregate_file  # noqa: E402
 from .. import perceptron as pc  # noqa: E402
-from ..figures import set_theme  # noqa: E402
+from ..figures import save_figure, set_theme  # noqa: E402
 from ..trajectory import read_trajectory  # noqa: E402
 from .settings import alpha_tag  # noqa: E402
 
 set_theme()  # the pipeline's one look
 
-DPI = 150
 CMAP = "viridis"
 LINES = {"hebb": ("Hebb", "tab:orange", ":"), "bayes": ("Bayes-optimal", "tab:red", "--"),
          "max_stability": ("max. stability", "tab:purple", "-.")}
@@ -91,15 +89,9 @@ def _hlines(ax, ref: dict, keys=("hebb", "bayes", "max_stability")):
         ax.axhline(ref[k], color=color, ls=ls, lw=1.2, label=f"{label} {ref[k]:.4f}")
 
 
-def _save(fig, out, inputs, shown, kind):
-    out = Path(out)
-    with io.atomic_path(out, out.suffix or ".png") as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=(out.suffix.lstrip(".") or "png"))
-    plt.close(fig)
-    io.write_json({"figure": str(out), "kind": kind, "shown": shown,
-                   "provenance": provenance.provenance(inputs=[str(p) for p in inputs],
-                                                       stage="perceptron_figures")},
-                  str(out) + ".json")
+def _save(fig, out, inputs, shown, plot):
+    save_figure(fig, out, plot, "perceptron", [str(p) for p in inputs], "perceptron_figures",
+                tidy=False, shown=shown)
 
 
 # ----------------------------------------------------------------------------------------------
