@@ -734,18 +734,15 @@ def figure_number(aud: Auditor, path: Path, row: str | None, number: str):
     if fit_path is not None:
         want, where = fit_value(_read_json(fit_path), q, fld, P, aud.show(fit_path))
         source = fit_path
-    else:  # the curves figure marks the minimum of each mean curve: recompute it, as drawn
-        from .aggregate import read_aggregate_file
-        from .fit import curve_minimum
+    else:  # no fit: the figure marked each mean curve's minimum; the figure's own code, again
+        from .figures import Panel
 
-        curves = aud.resolve(next(x for x in panel["inputs"] if "curves" in Path(x).name))
-        df, _ = read_aggregate_file(curves)
-        m = df[(df["kind"] == "mean") & (df["P"] == P) & ~df["masked"].astype(bool)].sort_values("log_lambda")
-        if q not in ("lambda_opt", "eps_opt") or not len(m):
+        if q not in ("lambda_opt", "eps_opt"):
             raise UsageError(f"{number}: this figure has no fit; only lambda_opt@P and eps_opt@P")
-        lam_opt, eps_opt = curve_minimum(np.exp(m["log_lambda"].to_numpy(float)), m["test_error"].to_numpy(float))
-        want = lam_opt if q == "lambda_opt" else eps_opt
-        where, source = f"refined minimum of the mean curve of P={P}", curves
+        curves, optima = (aud.resolve(next(x for x in panel["inputs"] if Path(x).name == f"{n}.parquet"))
+                          for n in ("curves", "optima"))
+        want = Panel(curves, optima).optimum(P)[0 if q == "lambda_opt" else 1]
+        where, source = f"refined minimum of the mean curve of P={P} (figures.Panel.optimum)", curves
     if not same_number(got, want, rtol=1e-12):
         problems.append(f"value mismatch: {aud.show(side)} shows {number} = {got!r}, "
                         f"{aud.show(source)} {where} = {want!r}")

@@ -534,8 +534,8 @@ def ols_standard_errors(regressions: dict, point: dict, estimator: str) -> dict:
 
 def curve_minimum(lam: np.ndarray, err: np.ndarray) -> tuple[float, float]:
     """(λ, ε) at the minimum of one mean curve, refined as the fit refines it (``vertex`` in log-log
-    around the grid minimum); NaNs when no point has a positive finite error. The one definition
-    figures (drawn without a fit) and the audit share."""
+    around the grid minimum); NaNs when no point has a positive finite error. What a figure drawn
+    without a fit marks (``figures.Panel.optimum``, which the audit reruns)."""
     lam, err = np.asarray(lam, float), np.asarray(err, float)
     ok = np.isfinite(err) & (err > 0)
     if not ok.any():
