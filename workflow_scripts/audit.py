@@ -224,6 +224,10 @@ class Auditor:
                              "this pipeline, or written before records existed (rerun its rule)")
         return rec_path, rec
 
+    def output_of(self, rec: dict, suffix: str) -> Path:
+        """The file with this suffix among those a record describes (a table's CSV, the TSV)."""
+        return self.resolve(next(o["path"] for o in rec["outputs"] if o["path"].endswith(suffix)))
+
     def line_of(self, path: Path, n: int) -> str | None:
         lines = self.lines.get(path.resolve())
         if lines is None:
@@ -505,7 +509,7 @@ class Auditor:
 
     def _numbers(self, path: Path, node: Node, only_keys=None) -> None:
         side, rec = self._sidecar(path, node, follow=False)  # the TSV names each number's fit
-        tsv = self.resolve(next(o["path"] for o in rec["outputs"] if o["path"].endswith(".tsv")))
+        tsv = self.output_of(rec, ".tsv")
         rows = read_numbers_tsv(tsv)
         macros = next(iter((rec.get("printed") or {}).values()), {})  # macro -> its line
         node.details.append(f"{len(rows)} numbers in {self.show(tsv)}, {len(macros)} macros recorded")
@@ -526,6 +530,8 @@ class Auditor:
 
     def check_number_row(self, node: Node, r: dict, macros: dict) -> None:
         """The TSV row against its fit (value, rounding) and against the macro line recorded."""
+        from .numbers import macro_line
+
         src = self.resolve(r["source"])
         obj = _read_json(src)
         try:
@@ -540,7 +546,7 @@ class Auditor:
         line = macros.get(r["macro"])
         if line is None:
             self.fail(node, f"\\{r['macro']} ({r['key']}) missing from the record of the .tex file")
-        elif line["text"] != f"\\newcommand{{\\{r['macro']}}}{{{r['text']}}}":
+        elif line["text"] != macro_line(r["macro"], r["text"]):
             self.fail(node, f"value mismatch: \\{r['macro']} prints {line['text']!r}, "
                             f"the TSV says {r['text']!r}")
         if want is not None and isinstance(want, (int, float)) and r["text"] != "--" \
@@ -649,7 +655,7 @@ def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tupl
         raise UsageError(f"--number {number!r}: a table column holds one of {', '.join(tab.EXPONENTS)} "
                          "with an optional _ci_low / _ci_high / _se")
     side, rec = aud.record_of(path)
-    csv_path = aud.resolve(next(o["path"] for o in rec["outputs"] if o["path"].endswith(".csv")))
+    csv_path = aud.output_of(rec, ".csv")
     df = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])  # pandas >= 3 reads floats exactly
     by_est = "estimator" in df and df.groupby("fit")["estimator"].nunique().max() > 1
     cands = [({**{k: str(r[k]) for k in IDENTITY}, **({"estimator": r["estimator"]} if by_est else {})}, r)
@@ -791,7 +797,7 @@ def aggregate_number(aud: Auditor, path: Path, row: str | None, number: str):
 
 def numbers_selection(aud: Auditor, path: Path, number: str) -> tuple[Number, set]:
     side, rec = aud.record_of(path)
-    tsv = aud.resolve(next(o["path"] for o in rec["outputs"] if o["path"].endswith(".tsv")))
+    tsv = aud.output_of(rec, ".tsv")
     rows = read_numbers_tsv(tsv)
     name = number.lstrip("\\")
     hits = [r for r in rows if r["macro"] == name or r["key"] == name]

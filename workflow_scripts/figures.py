@@ -343,8 +343,7 @@ def save_figure(fig, out, plot: str, experiment, inputs, stage: str, tidy: bool 
 
 
 def _save(fig, out, panels, shown, plot):
-    experiments = sorted({str(p.group.get("experiment")) for p in panels})
-    save_figure(fig, out, plot, experiments[0] if len(experiments) == 1 else experiments,
+    save_figure(fig, out, plot, [p.group.get("experiment") for p in panels],
                 [x for panel in panels for x in panel.inputs], "figures",
                 panels=[{"group": p.group, "inputs": [str(x) for x in p.inputs], "shown": s}
                         for p, s in zip(panels, shown)])

@@ -150,6 +150,11 @@ def build(fits, digits: int = 2) -> list[dict]:
     return rows
 
 
+def macro_line(macro: str, text: str) -> str:
+    """The line of numbers.tex that defines one macro."""
+    return f"\\newcommand{{\\{macro}}}{{{text}}}"
+
+
 def to_tex(rows: list[dict]) -> tuple[str, dict]:
     """The macros file, and per macro the line defining it (1-based) exactly as printed."""
     code = provenance.code_version()
@@ -162,7 +167,7 @@ def to_tex(rows: list[dict]) -> tuple[str, dict]:
         if r["source"] != last:
             out.append(f"% {r['source']} (sha256 {r['source_sha256']}), status {r['status']}")
             last = r["source"]
-        out.append(f"\\newcommand{{\\{r['macro']}}}{{{r['text']}}}")
+        out.append(macro_line(r["macro"], r["text"]))
         printed[r["macro"]] = {"line": len(out), "text": out[-1]}
     return "\n".join(out) + "\n", printed
 
@@ -180,8 +185,7 @@ def write(fits, out_tsv, out_tex, out_record, digits: int = 2) -> list[dict]:
     text, printed = to_tex(rows)
     with io.atomic_path(out_tex, ".tex") as tmp:
         tmp.write_text(text)
-    experiments = sorted({r["experiment"] for r in rows})
-    io.write_json({**provenance.record("numbers", experiments, outputs=[out_tsv, out_tex],
+    io.write_json({**provenance.record("numbers", [r["experiment"] for r in rows], outputs=[out_tsv, out_tex],
                                        printed={Path(out_tex).name: printed}),
                    "digits": digits, "provenance": provenance.provenance(inputs=fits, stage="numbers")},
                   out_record)

@@ -34,11 +34,15 @@ RECORD_KINDS = ("dataset", "aggregate", "fit", "sensitivity", "figure", "table",
 
 def record(kind: str, experiment, *, outputs=(), printed=None) -> dict:
     """The typed header of an output's record: what it is (``kind``), the experiment that analysed
-    it (a list for an output spanning several), and, for a sidecar, the sha256 of every file it
+    it (given as one name or as names: one distinct name is stored as that name, several as their
+    sorted list, for an output spanning experiments), and, for a sidecar, the sha256 of every file it
     describes (``outputs``) and the exact strings those files print (``printed``, by file name).
     Writers merge it with their content and their ``provenance`` block."""
     if kind not in RECORD_KINDS:
         raise ValueError(f"unknown record kind {kind!r} (one of {RECORD_KINDS})")
+    if isinstance(experiment, (list, tuple, set)):
+        names = sorted({str(e) for e in experiment})
+        experiment = names[0] if len(names) == 1 else names
     rec = {"record": RECORD, "kind": kind, "experiment": experiment}
     if outputs:  # paths, or {"path", "sha256"} where the writer has the hash already
         rec["outputs"] = [o if isinstance(o, dict) else inputs_with_hashes([o])[0] for o in outputs]

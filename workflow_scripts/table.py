@@ -207,9 +207,7 @@ def write_table(fits, prefix, sensitivity=()) -> pd.DataFrame:
         printed[Path(prefix + ext).name] = [{"fit": f, "estimator": e, **row} for f, e, row
                                             in zip(df["fit"], df["estimator"], rows)]
     rendered = [prefix + ext for ext in (".csv", ".md", ".tex")]
-    experiments = sorted(df["experiment"].astype(str).unique())
-    io.write_json({**provenance.record("table", experiments[0] if len(experiments) == 1 else experiments,
-                                       outputs=rendered, printed=printed),
+    io.write_json({**provenance.record("table", list(df["experiment"]), outputs=rendered, printed=printed),
                    "rows": df.astype(object).where(df.notna(), None).to_dict("records"),
                    "published": {f"{a}/{d}": v for (a, d), v in PUBLISHED.items()},
                    "provenance": provenance.provenance(inputs=[*fits, *map(Path, sensitivity)],
