@@ -42,7 +42,8 @@ from workflow_scripts.datasets import prepare  # noqa: E402
 from tests.conftest import write_mnist_raw  # noqa: E402  (MNIST's idx files, generated)
 
 
-def bench_cells(P: int, seeds: int, epochs: int, eval_points: int, val_size: int) -> list[dict]:
+def bench_cells(P: int, seeds: int, epochs: int, eval_points: int, val_size: int,
+                threads: int) -> list[dict]:
     config = cfg.load_config(REPO / "config" / "config.yaml")
     out = []
     for s in range(seeds):
@@ -50,7 +51,7 @@ def bench_cells(P: int, seeds: int, epochs: int, eval_points: int, val_size: int
         c["P"] = P
         c["data"]["val_size"] = val_size
         c["training"].update(epochs=epochs, eval_points=eval_points, device="cpu",
-                             checkpoint_minutes=1e9)
+                             checkpoint_minutes=1e9, threads=threads)
         out.append(c)
     return out
 
@@ -94,7 +95,8 @@ def main(argv=None) -> int:
     root = write_mnist_raw(tmp / "mnist", n_train, args.n_test)
     npz = tmp / "mnist.npz"
     prepare("mnist", npz, raw_dir=root, verify_md5=False)
-    cells = bench_cells(args.P, args.seeds, args.epochs, args.eval_points, args.val_size)
+    cells = bench_cells(args.P, args.seeds, args.epochs, args.eval_points, args.val_size,
+                        args.threads)
     py = sys.executable
     print(f"# CNN-MNIST P={args.P}, {args.epochs} epochs, {args.seeds} seeds, "
           f"eval sets: train {args.P} + val "
@@ -108,8 +110,7 @@ def main(argv=None) -> int:
             out = tmp / f"engine_{engine.replace('+', '_')}_{rep}"
             wall, rss = timed([py, "-m", "workflow_scripts.train", "--cells", json.dumps(cells),
                                "--data", str(npz), "--out", str(out), "--checkpoint-dir",
-                               str(out) + "_ckpt", "--threads", str(args.threads),
-                               "--engine", engine.split("+")[0]]
+                               str(out) + "_ckpt", "--engine", engine.split("+")[0]]
                               + (["--channels-last", "off"] if engine.endswith("+nocl") else []))
             results[engine].append((wall, rss))
             print(f"rep {rep} engine {engine:10s} {wall:7.1f} s  peak {rss:6.0f} MiB", flush=True)

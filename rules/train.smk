@@ -13,8 +13,9 @@ rule train:
         "results/logs/train/{experiment}/{arch}/{dataset}/P{P}/seeds{first}-{last}.log",
     conda:
         "../envs/train.yaml"
-    # small inputs: one thread per job and jobs side by side beats threads fighting over cores
-    threads: lambda w: 1 if w.dataset in ("digits", "teacher") else 8
+    # the cells' training.threads (part of each cell's hash): training uses exactly that many
+    # whatever --cores is (Snakemake caps what it reserves at --cores, not what the job uses)
+    threads: lambda w: batch_cells(w)[0]["training"]["threads"]
     resources:
         gpu=train_gpus,  # SLURM: --gpus=1 (type: SD_SLURM_GPU_MODEL); locally only a label
         # a job killed at its time limit is retried with more time and resumes from checkpoints
@@ -24,4 +25,4 @@ rule train:
         checkpoints="results/train_checkpoints",
     shell:
         "{PY} -m workflow_scripts.train --cells {params.cells:q} --data {input.data} "
-        "--out {output} --checkpoint-dir {params.checkpoints} --threads {threads} 2> {log}"
+        "--out {output} --checkpoint-dir {params.checkpoints} 2> {log}"

@@ -13,6 +13,7 @@ import torch
 
 from workflow_scripts import config as cfg
 from workflow_scripts.io import read_parquet
+from workflow_scripts.provenance import config_hash as cfg_hash
 from workflow_scripts.train import eval_steps, split_indices, train_batch
 from workflow_scripts.trajectory import read_trajectory
 
@@ -94,7 +95,7 @@ def test_divergence_is_recorded_and_the_trajectory_kept(digits_npz, tmp_path):
 def _run_cli(cell_list, data, out, ckpt):
     return subprocess.Popen([sys.executable, "-m", "workflow_scripts.train", "--cells",
                              json.dumps(cell_list), "--data", str(data), "--out", str(out),
-                             "--checkpoint-dir", str(ckpt), "--threads", "1"],
+                             "--checkpoint-dir", str(ckpt)],
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -161,3 +162,23 @@ def test_stale_checkpoint_temporaries_are_removed(tmp_path):
     (tmp_path / "other.pt.tmp").write_bytes(b"not ours")
     assert remove_stale_temporaries(target) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["other.pt.tmp"]
+
+
+def test_checkpoint_of_another_thread_count_is_not_resumed(digits_npz, tmp_path):
+    """training.threads is part of the cell: a checkpoint made under another count starts over."""
+    saved = torch.get_num_threads()
+    logs: list[str] = []
+    try:
+        (one,) = cells(P=60, epochs=2, threads=1)
+        (two,) = cells(P=60, epochs=2, threads=2)
+        train_batch([one], digits_npz, tmp_path / "one", tmp_path / "ckpt", log=logs.append)
+        assert torch.get_num_threads() == 1
+        (meta,) = train_batch([two], digits_npz, tmp_path / "two", tmp_path / "ckpt",
+                              log=logs.append)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+    assert cfg_hash(one) != cfg_hash(two) == meta["config_hash"]
+    assert meta["config"]["training"]["threads"] == 2
+    assert any("made for another config" in m and "starting the cell over" in m for m in logs)
+    assert not any("finished earlier" in m or "resuming" in m for m in logs)

@@ -113,3 +113,33 @@ def test_paper_grid_dry_run_lists_every_cell(tmp_path):
     # reproduce 9 (no training); one sensitivity grid per fit
     assert int(counts["fit"]) == 9 + 9 + 2 + 2 + 12 + 9 + 9
     assert int(counts["sensitivity"]) == int(counts["fit"])
+
+
+@pytest.mark.slow
+def test_same_cell_same_bytes_under_cores_1_and_2(tmp_path):
+    """training.threads, not --cores, sets the threads training uses: one cell with threads 2 gives
+    the same trajectory data (and hash) under --cores 1 as under --cores 2."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    main = config["experiments"]["main"]
+    main.update(P={"digits": [60]}, seeds=[0], seeds_per_job=1)
+    main["training"].update(epochs=3, threads=2)
+    del config["experiments"]["norms"], config["ablations"]
+    path = tmp_path / "cores.yaml"
+    path.write_text(yaml.safe_dump(config))
+    target = "results/train/main/cnn/digits/P60/seeds0-0"
+    runs = {}
+    for cores in ("1", "2"):
+        workdir = tmp_path / f"cores{cores}"
+        snakemake(workdir, "--cores", cores, target, config=str(path))
+        log = (workdir / "results/logs/train/main/cnn/digits/P60/seeds0-0.log").read_text()
+        assert "training with 2 CPU threads" in log
+        runs[cores] = read_trajectory(workdir / target / "seed0.parquet")
+    (df1, meta1), (df2, meta2) = runs["1"], runs["2"]
+    assert meta1["config_hash"] == meta2["config_hash"]
+    assert meta1["config"]["training"]["threads"] == 2
+    # wall_time is the one column that may differ (it is a clock)
+    assert df1.drop(columns="wall_time").equals(df2.drop(columns="wall_time"))
+    assert all(df1[c].to_numpy().tobytes() == df2[c].to_numpy().tobytes()
+               for c in df1.columns if c != "wall_time")

@@ -250,7 +250,8 @@ def _load_checkpoint(path: Path, chash: str, log):
         log(f"ignoring unreadable checkpoint {path}: {e}")
         return None
     if state.get("config_hash") != chash:
-        log(f"ignoring checkpoint {path}: made for another config")
+        log(f"ignoring checkpoint {path}: made for another config (hash {state.get('config_hash')}, "
+            f"this cell's {chash}, e.g. another training.threads); starting the cell over")
         return None
     return state
 
@@ -683,6 +684,13 @@ def train_batch(cells: list[dict], data_path, out_dir, checkpoint_dir, device="a
     datasets = {c["dataset"] for c in cells}
     if len(datasets) != 1:
         raise ValueError(f"one job trains one dataset; got {sorted(datasets)}")
+    threads = {c["training"]["threads"] for c in cells}
+    if len(threads) != 1:
+        raise ValueError(f"one job trains with one thread count; got {sorted(threads)}")
+    # the cell's own setting (in its hash), never the job's core count: on a CPU the float
+    # reduction order, and so the trajectory, depends on it
+    torch.set_num_threads(threads.pop())
+    log(f"training with {torch.get_num_threads()} CPU threads (training.threads)")
     use_deterministic_algorithms()
     dev = resolve_device(device if device != "auto" else cells[0]["training"]["device"])
     rng_state = torch.get_rng_state()
@@ -718,7 +726,6 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint-dir", required=True)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="auto: the cells' training.device")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--engine", default="auto", choices=ENGINES,
                         help="auto: vmap on CUDA where the model allows, else sequential")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
@@ -728,8 +735,6 @@ def main(argv=None) -> int:
                              "(auto: on for CNN and ResNet)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     cells = json.loads(args.cells)
 
     def log(msg):
