@@ -182,3 +182,44 @@ def test_checkpoint_of_another_thread_count_is_not_resumed(digits_npz, tmp_path)
     assert meta["config"]["training"]["threads"] == 2
     assert any("made for another config" in m and "starting the cell over" in m for m in logs)
     assert not any("finished earlier" in m or "resuming" in m for m in logs)
+
+
+class _WritesMarker:
+    """Unpickling this calls open(marker, 'w'): the marker file proves code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("with_header", [False, True])
+def test_planted_checkpoint_never_runs_code(digits_npz, tmp_path, with_header):
+    """A malicious seed0.pt under the checkpoint directory: without our header it is not opened
+    past its first line; with a forged header carrying the right hash, weights_only refuses it."""
+    import pickle
+
+    from workflow_scripts.train import CHECKPOINT_MAGIC, checkpoint_path
+
+    (cell,) = cells(P=60, epochs=2)
+    marker = tmp_path / "marker"
+    planted = checkpoint_path(tmp_path / "ckpt", cell)
+    planted.parent.mkdir(parents=True)
+    state = {"config_hash": cfg_hash(cell), "done": True, "rows": [], "meta": _WritesMarker(marker)}
+    with open(planted, "wb") as f:
+        if with_header:
+            f.write(CHECKPOINT_MAGIC + json.dumps({"config_hash": cfg_hash(cell)}).encode() + b"\n")
+            torch.save(state, f)
+        else:
+            pickle.dump(state, f)
+    logs: list[str] = []
+    (meta,) = train_batch([cell], digits_npz, tmp_path / "out", tmp_path / "ckpt", log=logs.append)
+    assert not marker.exists()
+    assert meta["status"] == "completed"
+    expected = "unreadable checkpoint" if with_header else "no checkpoint header"
+    assert any(expected in m and "starting the cell over" in m for m in logs)
+    # the run replaced it with a real one, which a rerun takes as finished
+    logs.clear()
+    train_batch([cell], digits_npz, tmp_path / "out", tmp_path / "ckpt", log=logs.append)
+    assert any("finished earlier" in m for m in logs) and not marker.exists()

@@ -11,7 +11,10 @@ runs a cell twice (identical data columns) and kills a run mid-way and resumes i
   trained on; the official test set is only evaluated. No augmentation anywhere.
 - Evaluation at log-spaced steps, always including step 0 (initialisation) and the last step.
 - Checkpoints (model, optimiser, RNG, measure state, rows so far) every ``checkpoint_minutes`` at an
-  evaluation point, outside the job's output, so a killed or preempted job resumes exactly.
+  evaluation point, outside the job's output, so a killed or preempted job resumes exactly. Each
+  starts with a header holding its config hash (checked before anything is unpickled; another
+  hash, e.g. another ``training.threads``, starts the cell over) and is read with
+  ``weights_only=True``.
 - A NaN/inf training loss stops the cell: its trajectory is kept up to that point and flagged
   ``status="diverged"`` with ``diverged_step``.
 
@@ -235,23 +238,45 @@ def checkpoint_path(checkpoint_dir, cell: dict) -> Path:
     return Path(checkpoint_dir) / f"{cell_id(cell)}.pt"
 
 
+# A checkpoint is one file: this line, a JSON header with the config hash, a newline, then
+# torch.save's archive. The hash is checked before anything is unpickled, and the archive is read
+# with weights_only=True (tensors and plain containers only: our checkpoints need no other global),
+# so a file planted under the checkpoint directory cannot run code.
+CHECKPOINT_MAGIC = b"scaling-dynamics checkpoint v1 "
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
+    header = CHECKPOINT_MAGIC + json.dumps({"config_hash": state["config_hash"]}).encode() + b"\n"
     with atomic_path(path, ".pt") as tmp:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            f.write(header)
+            torch.save(state, f)
 
 
 def _load_checkpoint(path: Path, chash: str, log):
     remove_stale_temporaries(path)  # a SIGKILL during a checkpoint write leaves its temporary
     if not path.exists():
         return None
+    # a checkpoint is a cache: a bad one is discarded, never trusted
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a checkpoint is a cache: a bad one is discarded, never trusted
-        log(f"ignoring unreadable checkpoint {path}: {e}")
+        with open(path, "rb") as f:
+            first = f.readline(4096)
+            if not (first.startswith(CHECKPOINT_MAGIC) and first.endswith(b"\n")):
+                log(f"ignoring checkpoint {path}: no checkpoint header (not written by this "
+                    "pipeline's training); starting the cell over")
+                return None
+            made_for = json.loads(first[len(CHECKPOINT_MAGIC):]).get("config_hash")
+            if made_for != chash:
+                log(f"ignoring checkpoint {path}: made for another config (hash {made_for}, "
+                    f"this cell's {chash}, e.g. another training.threads); starting the cell over")
+                return None
+            state = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:
+        log(f"ignoring unreadable checkpoint {path}: {e}; starting the cell over")
         return None
-    if state.get("config_hash") != chash:
-        log(f"ignoring checkpoint {path}: made for another config (hash {state.get('config_hash')}, "
-            f"this cell's {chash}, e.g. another training.threads); starting the cell over")
+    if not isinstance(state, dict) or state.get("config_hash") != chash:
+        log(f"ignoring checkpoint {path}: its content does not match its header; "
+            "starting the cell over")
         return None
     return state
 
