@@ -15,6 +15,7 @@ teacher–student set) need no download.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import pickle
@@ -56,15 +57,68 @@ class Canonical:
     sha256: str
 
 
-def _torchvision_class(name: str, verify_md5: bool):
+# md5 of every raw file prepare reads, relative to the raw folder (torchvision's root). MNIST:
+# torchvision lists only the .gz archives' md5s; these are of the uncompressed idx files it reads
+# (the official files, as torchvision unpacks them). CIFAR: torchvision's own lists.
+MNIST_RAW_MD5 = {
+    "MNIST/raw/train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "MNIST/raw/train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "MNIST/raw/t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "MNIST/raw/t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+UNVERIFIED_WARNING = ("raw files NOT verified against torchvision's md5 sums "
+                      "(data.verify_download_md5: false); the CIFAR batches were unpickled unchecked")
+
+
+def raw_md5s(name: str) -> dict[str, str]:
+    """{path relative to the raw folder: md5} of the official raw files of ``name``."""
+    if name == "mnist":
+        return dict(MNIST_RAW_MD5)
+    from torchvision import datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[name]
+    files = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
+    return {f"{cls.base_folder}/{f}": md5 for f, md5 in files}
+
+
+def _md5_file(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_raw_files(name: str, raw_dir, expected: dict[str, str] | None = None) -> dict[str, str]:
+    """Check every raw file of ``name`` under ``raw_dir`` against its md5 before anything reads it.
+
+    ``expected``: {relative path: md5}, by default the official ones (``raw_md5s``); tests pass the
+    md5s of their generated files. Returns the verified md5s (for the dataset's record).
+    """
+    expected = raw_md5s(name) if expected is None else expected
+    for rel, md5 in expected.items():
+        path = Path(raw_dir) / rel
+        if not path.is_file():
+            raise DatasetError(f"{path}: raw file of {name} missing; rerun the download rule (or "
+                               "fix data.raw_dir)")
+        actual = _md5_file(path)
+        if actual != md5:
+            raise DatasetError(f"{path}: md5 {actual} is not the official {md5} (corrupted or "
+                               f"another file); delete it and rerun the download rule (or fix "
+                               "data.raw_dir)")
+    return dict(expected)
+
+
+def _torchvision_class(name: str):
     from torchvision import datasets as tvd
 
     base = {"mnist": tvd.MNIST, "cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[name]
-    if verify_md5 or name == "mnist":  # MNIST checks only that its raw files exist
+    if name == "mnist":
         return base
 
-    class Unverified(base):
-        """torchvision's loader, without its md5 check (for generated test files only)."""
+    class Checked(base):
+        """torchvision's CIFAR loader without its own md5 check: ``verify_raw_files`` did it
+        before (against the official md5s, or the ones a test gives for its generated files)."""
 
         def _check_integrity(self):
             return all(os.path.exists(os.path.join(self.root, self.base_folder, f))
@@ -74,18 +128,20 @@ def _torchvision_class(name: str, verify_md5: bool):
             with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
                 self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
 
-    return Unverified
+    return Checked
 
 
 def download(name: str, raw_dir) -> None:
     """Fetch the official train and test splits with torchvision (verifies its md5 sums)."""
-    cls = _torchvision_class(name, verify_md5=True)
+    from torchvision import datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[name]
     for train in (True, False):
         cls(str(raw_dir), train=train, download=True)
 
 
-def _from_torchvision(name: str, raw_dir, verify_md5: bool) -> dict:
-    cls = _torchvision_class(name, verify_md5)
+def _from_torchvision(name: str, raw_dir) -> dict:
+    cls = _torchvision_class(name)
     out = {}
     for split, train in (("train", True), ("test", False)):
         ds = cls(str(raw_dir), train=train, download=False)
@@ -144,12 +200,24 @@ def write_canonical(arrays: dict, path) -> str:
     return sha256_file(path)
 
 
-def prepare(name: str, out, raw_dir=None, verify_md5: bool = True) -> str:
-    """Convert ``name`` to its canonical file ``out`` and record the checksum in ``out``.json."""
+def prepare(name: str, out, raw_dir=None, verify_md5: bool = True,
+            expected_md5: dict[str, str] | None = None) -> str:
+    """Convert ``name`` to its canonical file ``out`` and record the checksum in ``out``.json.
+
+    Raw files are checked against their md5s (``verify_raw_files``; ``expected_md5`` replaces the
+    official ones, for generated test files) before anything reads them. ``verify_md5=False``
+    skips that with a warning on stderr, recorded in the dataset's record.
+    """
+    raw_record = None
     if name in DOWNLOADED:
         if raw_dir is None:
             raise ValueError(f"dataset {name!r} needs --raw-dir (the torchvision download)")
-        arrays = _from_torchvision(name, raw_dir, verify_md5)
+        if verify_md5:
+            raw_record = {"verified": True, "md5": verify_raw_files(name, raw_dir, expected_md5)}
+        else:
+            print(f"WARNING: {name}: {UNVERIFIED_WARNING}", file=sys.stderr, flush=True)
+            raw_record = {"verified": False, "warning": UNVERIFIED_WARNING}
+        arrays = _from_torchvision(name, raw_dir)
     elif name == "digits":
         arrays = _digits()
     elif name == "teacher":
@@ -158,12 +226,14 @@ def prepare(name: str, out, raw_dir=None, verify_md5: bool = True) -> str:
         raise ValueError(f"unknown dataset {name!r}; allowed: {sorted(DATASET_SIZES)}")
     for split in ("train", "test"):
         n = len(arrays[f"y_{split}"])
-        if verify_md5 and n != DATASET_SIZES[name][split]:
+        # the official files have the official sizes (generated test files are smaller)
+        if verify_md5 and expected_md5 is None and n != DATASET_SIZES[name][split]:
             raise DatasetError(f"{name} {split} split has {n} examples, expected "
                                f"{DATASET_SIZES[name][split]}")
     sha = write_canonical(arrays, out)
     write_json({**record("dataset", None, outputs=[{"path": str(out), "sha256": sha}]),
                 "dataset": name, "sha256": sha, "shapes": {k: list(v.shape) for k, v in arrays.items()},
+                "raw_files": raw_record,
                 "provenance": provenance(config={"dataset": name, "verify_md5": verify_md5})},
                checksum_path(out))
     return sha
@@ -177,7 +247,7 @@ def load_canonical(path, expected_sha256: str | None = None) -> Canonical:
     """Load a canonical file after checking its sha256 against the recorded (or given) one."""
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"canonical dataset {path} is missing; run the prepare_dataset rule")
+        raise DatasetError(f"canonical dataset {path} is missing; run the datasets rule")
     if expected_sha256 is None:
         record = checksum_path(path)
         if not record.exists():
@@ -187,7 +257,7 @@ def load_canonical(path, expected_sha256: str | None = None) -> Canonical:
     if actual != expected_sha256:
         raise DatasetError(f"{path}: sha256 {actual[:12]}… does not match the recorded "
                            f"{expected_sha256[:12]}… (truncated or altered); delete it and rerun "
-                           "the prepare_dataset rule")
+                           "the datasets rule")
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return Canonical(sha256=actual, **arrays)
@@ -205,7 +275,8 @@ def main(argv=None) -> int:
     p_prep.add_argument("--raw-dir")
     p_prep.add_argument("--out", required=True)
     p_prep.add_argument("--no-verify-md5", action="store_true",
-                        help="skip torchvision's md5 check (generated test files only)")
+                        help="skip the raw files' md5 check (generated test files only; warned "
+                             "about and recorded in the dataset's .json)")
     args = parser.parse_args(argv)
     if args.command == "download":
         download(args.dataset, args.raw_dir)
