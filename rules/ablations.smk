@@ -80,11 +80,12 @@ for _ablation in CONFIG["ablations"]:
             ablation_targets(_ablation)["table"],
 
 
+# the experiment of Table 1 and its figure grids: targets.table1_experiment (default main)
 rule fig_main:
     input:
-        experiment_targets("main")["grids"],
+        experiment_targets(CONFIG["targets"]["table1_experiment"])["grids"],
 
 
 rule table1:
     input:
-        experiment_targets("main")["table"],
+        experiment_targets(CONFIG["targets"]["table1_experiment"])["table"],

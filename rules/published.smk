@@ -74,3 +74,16 @@ if PUBLISHED["dir"] is not None:
             "../envs/analysis.yaml"
         shell:
             "{PY} -m workflow_scripts.table --out-prefix " + PUB_TABLE + " {input} > {log} 2>&1"
+
+else:
+
+    def published_not_configured(wildcards):
+        raise WorkflowError(
+            "the target table1_published needs config key published.dir (null in this config): "
+            "the folder of a clone of https://github.com/Francill99/deep_norm"
+        )
+
+    # asked for without a published block: say which key is missing, not "No rule to produce"
+    rule table1_published:
+        input:
+            published_not_configured,

@@ -206,10 +206,12 @@ def test_planted_checkpoint_never_runs_code(digits_npz, tmp_path, with_header):
     marker = tmp_path / "marker"
     planted = checkpoint_path(tmp_path / "ckpt", cell)
     planted.parent.mkdir(parents=True)
-    state = {"config_hash": cfg_hash(cell), "done": True, "rows": [], "meta": _WritesMarker(marker)}
+    dataset = json.loads(digits_npz.with_suffix(".json").read_text())["sha256"]
+    header = {"config_hash": cfg_hash(cell), "dataset_sha256": dataset}
+    state = {**header, "done": True, "rows": [], "meta": _WritesMarker(marker)}
     with open(planted, "wb") as f:
         if with_header:
-            f.write(CHECKPOINT_MAGIC + json.dumps({"config_hash": cfg_hash(cell)}).encode() + b"\n")
+            f.write(CHECKPOINT_MAGIC + json.dumps(header).encode() + b"\n")
             torch.save(state, f)
         else:
             pickle.dump(state, f)
@@ -223,3 +225,22 @@ def test_planted_checkpoint_never_runs_code(digits_npz, tmp_path, with_header):
     logs.clear()
     train_batch([cell], digits_npz, tmp_path / "out", tmp_path / "ckpt", log=logs.append)
     assert any("finished earlier" in m for m in logs) and not marker.exists()
+
+
+def test_checkpoint_made_on_another_dataset_file_is_not_used(digits_npz, tmp_path):
+    """A done-checkpoint rewrites a trajectory only for the dataset file it was trained on."""
+    from workflow_scripts.datasets import load_canonical, write_canonical
+    from workflow_scripts.io import write_json
+
+    data = load_canonical(digits_npz)
+    arrays = {k: getattr(data, k) for k in ("x_train", "y_train", "x_test", "y_test")}
+    arrays["y_test"] = (arrays["y_test"] + 1) % 10  # another dataset, with its own record
+    other = tmp_path / "other" / "digits.npz"
+    write_json({"sha256": write_canonical(arrays, other)}, other.with_suffix(".json"))
+    (cell,) = cells(P=60, epochs=2)
+    train_batch([cell], digits_npz, tmp_path / "a", tmp_path / "ckpt", log=lambda m: None)
+    logs: list[str] = []
+    (meta,) = train_batch([cell], other, tmp_path / "b", tmp_path / "ckpt", log=logs.append)
+    assert any("made on another dataset file" in m for m in logs)
+    assert not any("finished earlier" in m for m in logs)
+    assert meta["dataset_sha256"] == load_canonical(other).sha256 != data.sha256

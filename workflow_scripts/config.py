@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -71,12 +72,13 @@ def load_config(source) -> dict:
         path = Path(source)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
-        config = yaml.safe_load(path.read_text()) or {}
+        config = read_yaml(path) or {}
     else:
         config = copy.deepcopy(source)
     if not isinstance(config, dict):
         raise ConfigError("config must be a mapping at the top level")
     _coerce_windows(config)
+    _reject_nonfinite(config, [])
     _validate(config, SCHEMA, "")
     if "perceptron" in config and PERCEPTRON_SCHEMA.exists():
         _validate(config["perceptron"], PERCEPTRON_SCHEMA, "perceptron")
@@ -91,6 +93,38 @@ def load_config(source) -> dict:
         except ValueError as e:
             raise ConfigError(str(e)) from None
     return config
+
+
+def read_yaml(path) -> object:
+    """A YAML file's content; a syntax error names the file, line and column."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:  # a stream, so that yaml's marks name the file
+        try:
+            return yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(yaml_error_message(path, e)) from None
+
+
+def yaml_error_message(path, error: yaml.YAMLError) -> str:
+    """'<file>, line L, column C: YAML syntax error: <what>' (1-based, as editors count)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+    what = "; ".join(str(x) for x in (getattr(error, "context", None),
+                                      getattr(error, "problem", None)) if x) or str(error)
+    return f"{where}: YAML syntax error: {what}"
+
+
+def _reject_nonfinite(node, path: list) -> None:
+    """Every number of a config is finite: YAML's .nan and .inf pass the schema's bounds (a NaN
+    compares false with every bound) and would poison training or a fit."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _reject_nonfinite(v, [*path, k])
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _reject_nonfinite(v, [*path, i])
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config key {_key_path(path)}: {node} is not a finite number")
 
 
 def _coerce_windows(config: dict) -> None:
@@ -120,11 +154,20 @@ def check_semantics(config: dict) -> None:
         if unknown:
             raise ConfigError(f"config key ablations.{name}.experiments: unknown {unknown}; "
                               f"allowed: {sorted(experiments)}")
+    table1 = config["targets"]["table1_experiment"]
+    if table1 not in experiments:
+        raise ConfigError(f"config key targets.table1_experiment: unknown experiment {table1!r} "
+                          "(the experiment of the fig_main and table1 targets; the default is "
+                          f"'main'); set it to one of {sorted(experiments)}")
     pub = config["published"]
     if pub["dir"] is not None and pub["experiment"] not in experiments:
         raise ConfigError(f"config key published.experiment: unknown experiment "
                           f"{pub['experiment']!r} (its analysis settings refit the published "
                           f"curves); allowed: {sorted(experiments)}")
+    if pub["dir"] is not None and not Path(pub["dir"]).is_dir():
+        raise ConfigError(f"config key published.dir: folder {pub['dir']!r} does not exist "
+                          f"(relative to {Path.cwd()}); clone https://github.com/Francill99/deep_norm "
+                          "there, or set published.dir: null")
     for name, exp in experiments.items():
         where = f"experiments.{name}"
         if exp["reuse"] is not None:
@@ -148,6 +191,11 @@ def check_semantics(config: dict) -> None:
                 if a["P_min"] is not None and a["P_max"] is not None and a["P_min"] > a["P_max"]:
                     raise ConfigError(f"config key {where}.analysis (for {arch}/{dataset}): "
                                       f"P_min={a['P_min']} > P_max={a['P_max']}")
+                n_seeds = len(seeds(config, training_experiment(config, name), arch, dataset))
+                if a["min_seeds"] > n_seeds:
+                    raise ConfigError(f"config key {where}.analysis.min_seeds (for {arch}/{dataset}):"
+                                      f" {a['min_seeds']} is more than the {n_seeds} seeds trained; "
+                                      "no point of any curve could be kept")
 
 
 def _check_reuse(experiments: dict, name: str, where: str) -> None:

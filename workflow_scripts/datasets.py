@@ -247,7 +247,8 @@ def load_canonical(path, expected_sha256: str | None = None) -> Canonical:
     """Load a canonical file after checking its sha256 against the recorded (or given) one."""
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"canonical dataset {path} is missing; run the datasets rule")
+        raise DatasetError(f"canonical dataset {path} is missing; make it with the datasets rule "
+                           f"(snakemake {path})")
     if expected_sha256 is None:
         record = checksum_path(path)
         if not record.exists():
@@ -256,8 +257,8 @@ def load_canonical(path, expected_sha256: str | None = None) -> Canonical:
     actual = sha256_file(path)
     if actual != expected_sha256:
         raise DatasetError(f"{path}: sha256 {actual[:12]}… does not match the recorded "
-                           f"{expected_sha256[:12]}… (truncated or altered); delete it and rerun "
-                           "the datasets rule")
+                           f"{expected_sha256[:12]}… (truncated or altered); remake it: rerun "
+                           "snakemake with --forcerun datasets added (README: When things go wrong)")
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return Canonical(sha256=actual, **arrays)

@@ -12,9 +12,9 @@ runs a cell twice (identical data columns) and kills a run mid-way and resumes i
 - Evaluation at log-spaced steps, always including step 0 (initialisation) and the last step.
 - Checkpoints (model, optimiser, RNG, measure state, rows so far) every ``checkpoint_minutes`` at an
   evaluation point, outside the job's output, so a killed or preempted job resumes exactly. Each
-  starts with a header holding its config hash (checked before anything is unpickled; another
-  hash, e.g. another ``training.threads``, starts the cell over) and is read with
-  ``weights_only=True``.
+  starts with a header holding its config hash and dataset sha256 (checked before anything is
+  unpickled; another hash, e.g. another ``training.threads``, or another dataset file starts the
+  cell over) and is read with ``weights_only=True``.
 - A NaN/inf training loss stops the cell: its trajectory is kept up to that point and flagged
   ``status="diverged"`` with ``diverged_step``.
 
@@ -238,22 +238,23 @@ def checkpoint_path(checkpoint_dir, cell: dict) -> Path:
     return Path(checkpoint_dir) / f"{cell_id(cell)}.pt"
 
 
-# A checkpoint is one file: this line, a JSON header with the config hash, a newline, then
-# torch.save's archive. The hash is checked before anything is unpickled, and the archive is read
+# A checkpoint is one file: this line, a JSON header with the config hash and the dataset's
+# sha256, a newline, then torch.save's archive. Both are checked before anything is unpickled, and the archive is read
 # with weights_only=True (tensors and plain containers only: our checkpoints need no other global),
 # so a file planted under the checkpoint directory cannot run code.
 CHECKPOINT_MAGIC = b"scaling-dynamics checkpoint v1 "
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    header = CHECKPOINT_MAGIC + json.dumps({"config_hash": state["config_hash"]}).encode() + b"\n"
+    header = CHECKPOINT_MAGIC + json.dumps({k: state[k] for k in ("config_hash", "dataset_sha256")}
+                                          ).encode() + b"\n"
     with atomic_path(path, ".pt") as tmp:
         with open(tmp, "wb") as f:
             f.write(header)
             torch.save(state, f)
 
 
-def _load_checkpoint(path: Path, chash: str, log):
+def _load_checkpoint(path: Path, chash: str, dataset_sha256: str, log):
     remove_stale_temporaries(path)  # a SIGKILL during a checkpoint write leaves its temporary
     if not path.exists():
         return None
@@ -265,16 +266,23 @@ def _load_checkpoint(path: Path, chash: str, log):
                 log(f"ignoring checkpoint {path}: no checkpoint header (not written by this "
                     "pipeline's training); starting the cell over")
                 return None
-            made_for = json.loads(first[len(CHECKPOINT_MAGIC):]).get("config_hash")
-            if made_for != chash:
-                log(f"ignoring checkpoint {path}: made for another config (hash {made_for}, "
-                    f"this cell's {chash}, e.g. another training.threads); starting the cell over")
+            header = json.loads(first[len(CHECKPOINT_MAGIC):])
+            if header.get("config_hash") != chash:
+                log(f"ignoring checkpoint {path}: made for another config (hash "
+                    f"{header.get('config_hash')}, this cell's {chash}, e.g. another "
+                    "training.threads); starting the cell over")
+                return None
+            if header.get("dataset_sha256") != dataset_sha256:
+                log(f"ignoring checkpoint {path}: made on another dataset file (sha256 "
+                    f"{str(header.get('dataset_sha256'))[:12]}…, now {dataset_sha256[:12]}…); "
+                    "starting the cell over")
                 return None
             state = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:
         log(f"ignoring unreadable checkpoint {path}: {e}; starting the cell over")
         return None
-    if not isinstance(state, dict) or state.get("config_hash") != chash:
+    if not isinstance(state, dict) or state.get("config_hash") != chash or \
+            state.get("dataset_sha256") != dataset_sha256:
         log(f"ignoring checkpoint {path}: its content does not match its header; "
             "starting the cell over")
         return None
@@ -542,7 +550,7 @@ def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, ou
     todo, loaded = [], {}
     for i, c in enumerate(cells):
         path = checkpoint_path(checkpoint_dir, c)
-        state = _load_checkpoint(path, config_hash(c), log)
+        state = _load_checkpoint(path, config_hash(c), data.sha256, log)
         if state is not None and state["done"]:
             log(f"{cell_id(c)}: finished earlier, rewriting its trajectory from {path}")
             write_trajectory(pd.DataFrame(state["rows"]), state["meta"], out_paths[i])
@@ -561,7 +569,7 @@ def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, ou
     ckpt_path = engine.checkpoint_path(checkpoint_dir, group)
     chash = ",".join(config_hash(c) for c in group)
     # the sequential engine's checkpoint is its cell's own, read just above
-    state = loaded[ckpt_path] if ckpt_path in loaded else _load_checkpoint(ckpt_path, chash, log)
+    state = loaded[ckpt_path] if ckpt_path in loaded else _load_checkpoint(ckpt_path, chash, data.sha256, log)
 
     subsets, val = [], None
     for c in group:
@@ -601,7 +609,8 @@ def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, ou
                 f"train_err {tr[0][s]:.4f} test_err {te[0][s]:.4f} λ {rows[s][-1]['lambda']:.4g}")
 
     def save_checkpoint():
-        _save_checkpoint(ckpt_path, {"config_hash": chash, "done": False, "rows": rows,
+        _save_checkpoint(ckpt_path, {"config_hash": chash, "dataset_sha256": data.sha256,
+                                     "done": False, "rows": rows,
                                      "step": step, "wall_time": wall, "diverged": diverged,
                                      **engine.state_dict()})
 
@@ -647,7 +656,8 @@ def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, ou
         write_trajectory(pd.DataFrame(rows[s]), meta, out_paths[todo[s]])
         # small: a rerun with either engine rewrites this trajectory without training
         cell_ckpt = checkpoint_path(checkpoint_dir, c)
-        _save_checkpoint(cell_ckpt, {"config_hash": config_hash(c), "done": True,
+        _save_checkpoint(cell_ckpt, {"config_hash": config_hash(c), "dataset_sha256": data.sha256,
+                                     "done": True,
                                      "rows": rows[s], "step": step, "wall_time": wall,
                                      "meta": meta})
         metas[todo[s]] = meta
