@@ -80,12 +80,24 @@ for _ablation in CONFIG["ablations"]:
             ablation_targets(_ablation)["table"],
 
 
-# the experiment of Table 1 and its figure grids: targets.table1_experiment (default main)
+# the experiment of Table 1 and its figure grids: targets.table1_experiment, else main
+TABLE1_EXPERIMENT = cfg.table1_experiment(CONFIG)
+
+
+def table1_targets(kind):
+    if TABLE1_EXPERIMENT is None:
+        raise WorkflowError(
+            "the targets fig_main and table1 need config key targets.table1_experiment: this config "
+            f"has no experiment 'main' (it has {sorted(CONFIG['experiments'])})"
+        )
+    return experiment_targets(TABLE1_EXPERIMENT)[kind]
+
+
 rule fig_main:
     input:
-        experiment_targets(CONFIG["targets"]["table1_experiment"])["grids"],
+        lambda w: table1_targets("grids"),
 
 
 rule table1:
     input:
-        experiment_targets(CONFIG["targets"]["table1_experiment"])["table"],
+        lambda w: table1_targets("table"),

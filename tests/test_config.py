@@ -30,8 +30,8 @@ def test_shipped_configs_are_valid(path):
 
 def test_defaults_are_filled_and_not_shared():
     config = load_config({"experiments": {
-        "a": {"archs": ["cnn"], "datasets": ["digits"], "P": {"digits": [10]}, "seeds": [0]},
-        "b": {"archs": ["cnn"], "datasets": ["digits"], "P": {"digits": [10]}, "seeds": [0]}}})
+        "a": {"archs": ["cnn"], "datasets": ["digits"], "P": {"digits": [10]}, "seeds": [0, 1]},
+        "b": {"archs": ["cnn"], "datasets": ["digits"], "P": {"digits": [10]}, "seeds": [0, 1]}}})
     a, b = config["experiments"]["a"], config["experiments"]["b"]
     assert a["training"]["optimizer"] == "adam" and a["training"]["batch_size"] == 128
     assert a["analysis"]["bootstrap"] == {"n": 1000, "seed": 0}
@@ -144,3 +144,76 @@ def test_windows_written_1e_minus_n_are_numbers_and_auto_is_accepted():
 def test_invalid_analysis_choices_name_the_key(mutation, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(mutated(mutation))
+
+
+@pytest.mark.parametrize("mutation, key, message", [
+    (lambda c: c["experiments"]["main"]["training"].update(lr=float("nan")),
+     "experiments.main.training.lr", "nan is not a finite number"),
+    (lambda c: c["experiments"]["main"]["training"].update(lr=float("inf")),
+     "experiments.main.training.lr", "inf is not a finite number"),
+    (lambda c: c["experiments"]["sgd"]["training"].update(momentum=float("nan")),
+     "experiments.sgd.training.momentum", "not a finite number"),
+    (lambda c: c["experiments"]["main"]["analysis"].update(window={"x_left": 0.1, "x_right": "nan"}),
+     "experiments.main.analysis.window.x_right", "not a finite number"),
+    (lambda c: c["perceptron"]["theory"]["lambdas"].update(max=float("inf")),
+     "perceptron.theory.lambdas.max", "inf is not a finite number"),
+    (lambda c: c["perceptron"]["fixed_norm"]["lambdas"].update(min=float("-inf")),
+     "perceptron.fixed_norm.lambdas.min", "-inf is not a finite number"),
+    (lambda c: c["experiments"]["main"]["analysis"].update(min_seeds=9),
+     "experiments.main.analysis.min_seeds (for cnn/digits)", "9 is more than the 4 seeds"),
+    (lambda c: c["experiments"]["norms"]["analysis"].update(min_seeds=6),
+     "experiments.norms.analysis.min_seeds", "more than the 4 seeds"),  # a reuse: main's seeds
+    (lambda c: c.update(published={"dir": "no/such/folder", "experiment": "main"}),
+     "published.dir", "'no/such/folder' does not exist"),
+])
+def test_config_gaps_name_the_key(mutation, key, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(mutated(mutation))
+    assert f"config key {key}" in str(err.value) and message in str(err.value)
+
+
+def test_table1_experiment_is_main_or_the_one_named():
+    one = {"archs": ["cnn"], "datasets": ["digits"], "P": {"digits": [10]}, "seeds": [0, 1]}
+    assert cfg.table1_experiment(load_config({"experiments": {"paper": one}})) is None
+    assert cfg.table1_experiment(load_config({"experiments": {"paper": one, "main": one}})) == "main"
+    named = {"experiments": {"paper": one, "main": one}, "targets": {"table1_experiment": "paper"}}
+    assert cfg.table1_experiment(load_config(named)) == "paper"
+    with pytest.raises(ConfigError, match=r"targets.table1_experiment: unknown experiment 'nope'.*"
+                                          r"\['main', 'paper'\]"):
+        load_config({**named, "targets": {"table1_experiment": "nope"}})
+
+
+def test_nan_and_inf_written_in_yaml_are_refused(tmp_path):
+    text = (REPO / "config" / "test.yaml").read_text()
+    for written in (".nan", ".inf", "-.Inf", ".NaN"):
+        path = tmp_path / "c.yaml"
+        path.write_text(text.replace("lr: 0.001", f"lr: {written}"))
+        with pytest.raises(ConfigError, match=r"config key experiments\.main\.training\.lr: .* is "
+                                              r"not a finite number"):
+            load_config(path)
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    lines = (REPO / "config" / "test.yaml").read_text().splitlines()
+    i = next(n for n, line in enumerate(lines) if "P: {digits: [60, 120, 240]}" in line)
+    lines[i] = lines[i].replace("240]}", "240}")  # an unclosed list
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}, line {i + 1}, column ") and "YAML syntax error" in msg
+    assert "<unicode string>" not in msg
+    out = subprocess.run([sys.executable, "-m", "workflow_scripts.config", "check", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and f"{path}, line {i + 1}, column" in out.stderr
+
+
+def test_config_check_fails_when_the_published_folder_does_not_exist(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(mutated(
+        lambda c: c.update(published={"dir": str(tmp_path / "deep_norm"), "experiment": "main"}))))
+    out = subprocess.run([sys.executable, "-m", "workflow_scripts.config", "check", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "config key published.dir" in out.stderr
+    assert "does not exist" in out.stderr and "valid" not in out.stdout

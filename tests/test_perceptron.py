@@ -232,7 +232,7 @@ def test_config_schema_defaults_and_semantic_checks():
     from workflow_scripts.config import ConfigError, load_config
 
     base = {"experiments": {"main": {"archs": ["cnn"], "datasets": ["digits"],
-                                     "P": {"digits": [75]}, "seeds": [0]}}}
+                                     "P": {"digits": [75]}, "seeds": [0, 1]}}}
     cfg = load_config({**base, "perceptron": {"N": 200}})["perceptron"]
     assert cfg["alphas"] == [1, 1.5, 2, 3, 4, 5, 7, 10] and cfg["analysis"]["measures"] == ["lambda"]
     assert cfg["fixed_norm"]["lambdas"]["num"] == 30 and cfg["square_loss"]["enabled"]
@@ -316,7 +316,7 @@ def test_cli_help(module):
 def test_rules_plan_the_perceptron_dag(tmp_path):
     """snakemake -n with rules/common.smk + rules/perceptron.smk on a small perceptron block."""
     cfg = {"experiments": {"main": {"archs": ["cnn"], "datasets": ["digits"],
-                                    "P": {"digits": [75]}, "seeds": [0]}},
+                                    "P": {"digits": [75]}, "seeds": [0, 1]}},
            "perceptron": {"N": 100, "alphas": [2, 5], "seeds": [0, 1, 2], "seeds_per_job": 2,
                           "steps": 100, "square_loss": {"alphas": [5], "seeds": [0]},
                           "fixed_norm": {"alphas": [5]}}}

@@ -253,7 +253,7 @@ def test_gd_noise_mode_below_the_paper_alphas(tmp_path):
 def test_large_alpha_runs_must_not_share_a_main_alpha():
     from workflow_scripts.config import ConfigError, load_config
     base = {"experiments": {"main": {"archs": ["cnn"], "datasets": ["digits"],
-                                     "P": {"digits": [75]}, "seeds": [0]}}}
+                                     "P": {"digits": [75]}, "seeds": [0, 1]}}}
     large = {"enabled": True, "alphas": [10, 500]}
     with pytest.raises(ConfigError, match="large_alpha.alphas"):  # before any job
         load_config({**base, "perceptron": {"N": 200, "large_alpha": large}})

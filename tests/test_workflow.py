@@ -125,6 +125,7 @@ def test_same_cell_same_bytes_under_cores_1_and_2(tmp_path):
     main = config["experiments"]["main"]
     main.update(P={"digits": [60]}, seeds=[0], seeds_per_job=1)
     main["training"].update(epochs=3, threads=2)
+    main["analysis"]["min_seeds"] = 1
     del config["experiments"]["norms"], config["ablations"]
     path = tmp_path / "cores.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -143,3 +144,72 @@ def test_same_cell_same_bytes_under_cores_1_and_2(tmp_path):
     assert df1.drop(columns="wall_time").equals(df2.drop(columns="wall_time"))
     assert all(df1[c].to_numpy().tobytes() == df2[c].to_numpy().tobytes()
                for c in df1.columns if c != "wall_time")
+
+
+def small_config(tmp_path: Path, edit) -> Path:
+    """config/test.yaml edited by ``edit(config)``, written to tmp_path."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    edit(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_config_without_main_plans_and_its_table1_target_names_the_key(tmp_path):
+    def rename(c):
+        c["experiments"]["paper"] = c["experiments"].pop("main")
+        c["experiments"]["norms"]["reuse"] = "paper"
+        c["ablations"]["norms"]["experiments"] = ["paper", "norms"]
+
+    path = small_config(tmp_path, rename)
+    planned = snakemake(tmp_path / "run", "-n", "--quiet", "rules", config=str(path))
+    assert "KeyError" not in planned.stderr and "train" in planned.stdout + planned.stderr
+    out = snakemake(tmp_path / "run", "-n", "table1", config=str(path), check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "KeyError" not in text
+    assert "need config key targets.table1_experiment" in text and "has no experiment 'main'" in text
+
+
+def test_table1_published_without_a_published_block_names_the_key(tmp_path):
+    out = snakemake(tmp_path, "-n", "table1_published", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "No rule to produce" not in text
+    assert "table1_published needs config key published.dir" in text
+
+
+@pytest.mark.slow
+def test_corrupt_dataset_recovery_recipe_of_the_readme(tmp_path):
+    """README, When things go wrong: a canonical dataset altered after its trajectories were made.
+    The training job that reads it stops naming the recovery; rerunning the same command with
+    --forcerun datasets remakes the file and the missing trajectories (deleting the file instead
+    left them missing: Snakemake saw the aggregate up to date, "Nothing to be done")."""
+    def tiny(c):
+        main = c["experiments"]["main"]
+        main.update(P={"digits": [60]}, seeds=[0, 1], seeds_per_job=2)
+        main["training"].update(epochs=2, eval_points=6)
+        del c["experiments"]["norms"], c["ablations"]
+
+    path = small_config(tmp_path, tiny)
+    work = tmp_path / "run"
+    target = "results/aggregate/main/cnn/digits/spectral_complexity/curves.parquet"
+    snakemake(work, "--cores", "2", target, config=str(path))
+    npz, trajectory = work / "results/datasets/digits.npz", \
+        work / "results/train/main/cnn/digits/P60/seeds0-1/seed0.parquet"
+    good, (before, _) = npz.read_bytes(), read_trajectory(trajectory)
+    blob = bytearray(good)
+    blob[len(blob) // 2] ^= 0xFF
+    npz.write_bytes(bytes(blob))
+    failed = snakemake(work, "--cores", "2", target, config=str(path), check=False)
+    text = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "does not match the recorded" in text
+    assert "--forcerun datasets" in text and "prepare_dataset" not in text
+    assert not trajectory.exists()  # Snakemake removed the failed job's output
+    snakemake(work, "--cores", "2", target, "--forcerun", "datasets", config=str(path))
+    assert npz.read_bytes() == good
+    after, meta = read_trajectory(trajectory)
+    assert before.drop(columns="wall_time").equals(after.drop(columns="wall_time"))
+    assert meta["dataset_sha256"] == read_json(npz.with_suffix(".json"))["sha256"]
+    planned = snakemake(work, "-n", "--cores", "2", target, config=str(path))
+    assert "Nothing to be done" in planned.stdout + planned.stderr

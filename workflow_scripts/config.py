@@ -155,10 +155,10 @@ def check_semantics(config: dict) -> None:
             raise ConfigError(f"config key ablations.{name}.experiments: unknown {unknown}; "
                               f"allowed: {sorted(experiments)}")
     table1 = config["targets"]["table1_experiment"]
-    if table1 not in experiments:
+    if table1 is not None and table1 not in experiments:
         raise ConfigError(f"config key targets.table1_experiment: unknown experiment {table1!r} "
-                          "(the experiment of the fig_main and table1 targets; the default is "
-                          f"'main'); set it to one of {sorted(experiments)}")
+                          f"(the experiment of the fig_main and table1 targets); allowed: "
+                          f"{sorted(experiments)}")
     pub = config["published"]
     if pub["dir"] is not None and pub["experiment"] not in experiments:
         raise ConfigError(f"config key published.experiment: unknown experiment "
@@ -263,6 +263,15 @@ def _resolved(config: dict, experiment: str, arch: str, dataset: str, section: s
         if section in ov:
             out = _merge(out, ov[section]) if isinstance(out, dict) else copy.deepcopy(ov[section])
     return out
+
+
+def table1_experiment(config: dict) -> str | None:
+    """The experiment of the fig_main and table1 targets: targets.table1_experiment, else
+    ``main`` where there is one, else None (no such targets)."""
+    chosen = config["targets"]["table1_experiment"]
+    if chosen is not None:
+        return chosen
+    return "main" if "main" in config["experiments"] else None
 
 
 def training_experiment(config: dict, experiment: str) -> str:
