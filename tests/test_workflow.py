@@ -213,3 +213,38 @@ def test_corrupt_dataset_recovery_recipe_of_the_readme(tmp_path):
     assert meta["dataset_sha256"] == read_json(npz.with_suffix(".json"))["sha256"]
     planned = snakemake(work, "-n", "--cores", "2", target, config=str(path))
     assert "Nothing to be done" in planned.stdout + planned.stderr
+
+
+@pytest.mark.slow
+def test_after_snakemake_is_killed_unlock_then_rerun(tmp_path):
+    """README, When things go wrong: Snakemake killed mid-run leaves its lock; the next run stops
+    saying so, `--unlock` clears it, and the rerun finishes."""
+    import os
+    import signal
+    import time
+
+    def tiny(c):
+        main = c["experiments"]["main"]
+        main.update(P={"digits": [60]}, seeds=[0, 1], seeds_per_job=2)
+        main["training"].update(epochs=2, eval_points=6)
+        del c["experiments"]["norms"], c["ablations"]
+
+    path = small_config(tmp_path, tiny)
+    work = tmp_path / "run"
+    target = "results/train/main/cnn/digits/P60/seeds0-1"
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "1",
+           target, "--configfile", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own group: the kill takes its jobs too
+    locks = work / ".snakemake" / "locks"
+    deadline = time.time() + 120
+    while not (locks.exists() and any(locks.iterdir())) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any(locks.iterdir())
+    locked = subprocess.run(cmd, capture_output=True, text=True)
+    assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
+    snakemake(work, "--unlock", config=str(path))
+    snakemake(work, "--cores", "1", target, config=str(path))
+    assert (work / target / "seed1.parquet").exists()
