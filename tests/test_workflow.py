@@ -248,3 +248,32 @@ def test_after_snakemake_is_killed_unlock_then_rerun(tmp_path):
     snakemake(work, "--unlock", config=str(path))
     snakemake(work, "--cores", "1", target, config=str(path))
     assert (work / target / "seed1.parquet").exists()
+
+
+def test_yaml_syntax_error_in_a_configfile_names_file_line_and_column(tmp_path):
+    """Snakemake parses --configfile itself, before the Snakefile: the hook bin/setup installs
+    (a .pth, here in a temporary site directory) makes its error name file, line and column."""
+    from workflow_scripts.snakemake_hook import write_pth
+
+    broken = tmp_path / "broken.yaml"
+    lines = (REPO / "config" / "test.yaml").read_text().splitlines()
+    i = next(n for n, line in enumerate(lines) if "P: {digits: [60, 120, 240]}" in line)
+    lines[i] = lines[i].replace("240]}", "240}")
+    broken.write_text("\n".join(lines) + "\n")
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    write_pth(site_dir)
+
+    def run(config):
+        argv = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path / "run"),
+                "-n", "--configfile", str(config)]
+        code = (f"import site, sys; site.addsitedir({str(site_dir)!r}); sys.argv = {argv!r}; "
+                "from snakemake.cli import main; main()")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    out = run(broken)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and f"{broken}, line {i + 1}, column" in text
+    assert "YAML syntax error" in text and "<unicode string>" not in text
+    ok = run(REPO / "config" / "test.yaml")  # a valid file goes through unchanged
+    assert ok.returncode == 0, ok.stdout + ok.stderr
