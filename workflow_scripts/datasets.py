@@ -43,7 +43,8 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 class DatasetError(RuntimeError):
-    """A canonical dataset file that is missing, truncated or altered."""
+    """A canonical dataset file that is missing, truncated or altered, or a raw file that is not
+    the one expected."""
 
 
 @dataclass

@@ -14,8 +14,6 @@ for that one import (a meta-path finder that returns None for every other name).
 """
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import sys
 
 TARGET = "snakemake.common.configfile"
@@ -54,12 +52,16 @@ def _patch(module) -> None:
     module._load_configfile = _load_configfile
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when Snakemake's loader module is imported, patches it once loaded."""
+class _Finder:
+    """A meta-path finder (no importlib.abc base: this module loads at every interpreter start and
+    stays cheap) that finds nothing itself: when Snakemake's loader module is imported, it patches
+    it once loaded."""
 
     def find_spec(self, name, path=None, target=None):
         if name != TARGET:
             return None
+        import importlib.util
+
         sys.meta_path.remove(self)  # once: let the ordinary finders find the real module
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:

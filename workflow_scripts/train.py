@@ -239,9 +239,10 @@ def checkpoint_path(checkpoint_dir, cell: dict) -> Path:
 
 
 # A checkpoint is one file: this line, a JSON header with the config hash and the dataset's
-# sha256, a newline, then torch.save's archive. Both are checked before anything is unpickled, and the archive is read
-# with weights_only=True (tensors and plain containers only: our checkpoints need no other global),
-# so a file planted under the checkpoint directory cannot run code.
+# sha256, a newline, then torch.save's archive. Both are checked before anything is unpickled,
+# and the archive is read with weights_only=True (tensors and plain containers only: our
+# checkpoints need no other global), so a file planted under the checkpoint directory cannot run
+# code.
 CHECKPOINT_MAGIC = b"scaling-dynamics checkpoint v1 "
 
 
@@ -569,7 +570,8 @@ def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, ou
     ckpt_path = engine.checkpoint_path(checkpoint_dir, group)
     chash = ",".join(config_hash(c) for c in group)
     # the sequential engine's checkpoint is its cell's own, read just above
-    state = loaded[ckpt_path] if ckpt_path in loaded else _load_checkpoint(ckpt_path, chash, data.sha256, log)
+    state = loaded[ckpt_path] if ckpt_path in loaded else \
+        _load_checkpoint(ckpt_path, chash, data.sha256, log)
 
     subsets, val = [], None
     for c in group:
