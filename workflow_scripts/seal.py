@@ -141,6 +141,9 @@ def main(argv=None) -> int:
                          "write: seal the files given as they are now")
     ap.add_argument("paths", nargs="+")
     args = ap.parse_args(argv)
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        ap.error(f"no such file or directory: {', '.join(missing)}")
     if args.action == "write":
         for p in map(Path, args.paths):
             print(f"{write_seal(p)}  {p}")
