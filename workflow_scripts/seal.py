@@ -1,8 +1,8 @@
 """Seals: every JSON and Parquet file the pipeline writes carries a sidecar ``<file>.sha256``.
 
 The sidecar holds the file's sha256 and name in ``sha256sum``'s format (``<hex>  <name>``), so
-``sha256sum -c <file>.sha256`` checks it too. It is written by the same writer as the file
-(``io.atomic_path(..., seal=True)``): data to a temporary, fsync, hash, sidecar to its temporary,
+``sha256sum -c <file>.sha256`` in the file's folder checks it too. It is written by the same writer
+as the file (``io.atomic_path(..., sealed=True)``): data to a temporary, fsync, hash, sidecar to its temporary,
 rename the data, rename the sidecar. A crash between the two renames leaves a seal that does not
 match, which is refused like any other change (fail closed; Snakemake reruns the incomplete job).
 
@@ -10,7 +10,11 @@ Every reader verifies the seal before parsing (``io.read_json``, ``io.read_parqu
 ``io.read_parquet_metadata``): a file whose seal is missing or does not match, or that cannot be
 parsed, is refused with a ``RefusedFile`` whose message is one line naming the file and saying how
 to remake it. Snakemake does not see edits inside ``directory()`` outputs, nor edits that keep a
-file's modification time older than its consumers'; the seal does.
+file's modification time older than its consumers'; the seal does. Entry points print a
+``RefusedFile`` as that one line, without a traceback (the ``sys.excepthook`` below).
+
+    python -m workflow_scripts.seal check results      # every seal of a run
+    python -m workflow_scripts.seal write my.parquet   # seal a file made elsewhere that you vouch for
 """
 from __future__ import annotations
 
