@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from workflow_scripts import aggregate, fit, io, provenance, trajectory
+from workflow_scripts import aggregate, fit, io, provenance, seal, trajectory
 from workflow_scripts.fit import FitData, FitError
 
 SETTINGS = {"measures": ["spectral_complexity"], "grid_points": 60, "min_seeds": 2,
@@ -286,7 +286,8 @@ def test_cli_impossible_fit_writes_status(aggregate_files):
 
 
 def test_external_aggregate_without_footer(tmp_path, aggregate_files):
-    """Any files in the documented schema can be fitted: plain Parquet, minimal columns."""
+    """Any files in the documented schema can be fitted: plain Parquet, minimal columns, once sealed
+    by hand (the user vouches for them)."""
     _, curves, optima = aggregate_files
     c, _ = io.read_parquet(curves)
     o, _ = io.read_parquet(optima)
@@ -294,6 +295,9 @@ def test_external_aggregate_without_footer(tmp_path, aggregate_files):
     o = o[o["used"]][["P", "seed", "lambda_star", "eps_star"]]
     c.to_parquet(tmp_path / "c.parquet")
     o.to_parquet(tmp_path / "o.parquet")
+    with pytest.raises(seal.RefusedFile, match="c.parquet: no seal"):
+        fit.load_fit_data(tmp_path / "c.parquet", tmp_path / "o.parquet")
+    assert seal.main(["write", str(tmp_path / "c.parquet"), str(tmp_path / "o.parquet")]) == 0
     out = tmp_path / "fit.json"
     fit.main(["--curves", str(tmp_path / "c.parquet"), "--optima", str(tmp_path / "o.parquet"),
               "--settings", json.dumps(SETTINGS), "--out", str(out)])
@@ -302,6 +306,7 @@ def test_external_aggregate_without_footer(tmp_path, aggregate_files):
     assert res["status"] == "ok" and res["group"] == {}
     assert res["estimates"] == fit.estimate(data, SETTINGS)["estimates"]
     c.drop(columns=["log_lambda"]).to_parquet(tmp_path / "bad.parquet")
+    seal.write_seal(tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match="log_lambda"):
         fit.load_fit_data(tmp_path / "bad.parquet", tmp_path / "o.parquet")
 
@@ -433,15 +438,15 @@ def test_numbers_of_an_auto_window_fit_are_the_resolved_window(tmp_path):
     res = fit.estimate(data, {**SETTINGS, "window": "auto", "bootstrap": {"n": 0, "seed": 0}})
     path = tmp_path / "results/fit/estimators/cnn/mnist/spectral_complexity/fit.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(res))
+    io.write_json(res, path)
     rows = {r["quantity"]: r for r in numbers.rows_for_fit(path, 2, str(path))}
     for k in ("x_left", "x_right"):
         row = rows[f"window_{k}"]
         assert row["pointer"] == f"/settings/window_resolved/{k}"
         assert float(row["value"]) == res["settings"]["window_resolved"][k]
     # a fit whose auto window found nothing: empty numbers whose pointers still resolve
-    path.write_text(json.dumps({**res, "status": "impossible", "estimates": None,
-                                "settings": {**res["settings"], "window_resolved": None}}))
+    io.write_json({**res, "status": "impossible", "estimates": None,
+                   "settings": {**res["settings"], "window_resolved": None}}, path)
     for row in numbers.rows_for_fit(path, 2, str(path)):
         if row["quantity"].startswith("window_"):
             assert row["value"] == "" and row["pointer"] == "/settings/window_resolved"

@@ -14,6 +14,7 @@ import torch
 from workflow_scripts import config as cfg
 from workflow_scripts.io import read_parquet
 from workflow_scripts.provenance import config_hash as cfg_hash
+from workflow_scripts.seal import seal_path
 from workflow_scripts.train import eval_steps, split_indices, train_batch
 from workflow_scripts.trajectory import read_trajectory
 
@@ -130,7 +131,7 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_same_trajectory(digits_n
     b, _ = read_parquet(out)
     pd.testing.assert_frame_equal(a.drop(columns="wall_time"), b.drop(columns="wall_time"),
                                   check_exact=True)
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name != "seed0.parquet"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["seed0.parquet", "seed0.parquet.sha256"]
     # a kill during a checkpoint write leaves a temporary; the rerun removes it
     assert not [p for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")]
 
@@ -142,7 +143,8 @@ def test_training_refuses_an_altered_dataset(digits_npz, tmp_path):
     blob = bytearray(digits_npz.read_bytes())
     blob[-5000] ^= 0x01
     altered.write_bytes(bytes(blob))
-    altered.with_suffix(".json").write_bytes(digits_npz.with_suffix(".json").read_bytes())
+    for record in (digits_npz.with_suffix(".json"), seal_path(digits_npz.with_suffix(".json"))):
+        (tmp_path / record.name).write_bytes(record.read_bytes())  # the record and its seal
     with pytest.raises(DatasetError, match="does not match the recorded"):
         train_batch(cells(), altered, tmp_path / "out", tmp_path / "ckpt", log=lambda m: None)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -71,7 +71,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from . import io, provenance
 from .trajectory import read_trajectory
@@ -319,10 +318,9 @@ def empty_curves() -> pd.DataFrame:
 
 
 def read_aggregate_file(path) -> tuple[pd.DataFrame, dict]:
-    """Read one aggregate Parquet file; the footer may be absent (external files): meta = {}."""
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(io.METADATA_KEY)
-    return table.to_pandas(), (json.loads(raw) if raw else {})
+    """Read one aggregate Parquet file after verifying its seal; the footer may be absent (external
+    files, sealed with ``python -m workflow_scripts.seal write``): meta = {}."""
+    return io.read_parquet(path, footer_required=False)
 
 
 def validate_curves(df: pd.DataFrame, path="curves") -> None:

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io, provenance
+from . import io, provenance, seal
 from .provenance import IDENTITY, fit_identity, read_record
 
 SHORT = 12
@@ -176,8 +176,8 @@ def fit_value(fit: dict, quantity: str, fld: str, P: int | None, where: str):
 
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        return io.read_json(path)
+    except OSError as e:
         raise UsageError(f"{path}: cannot read JSON ({e})") from None
 
 
@@ -323,13 +323,19 @@ class Auditor:
         return self._audit_new(path, kind)
 
     def _audit_new(self, path: Path, kind: str | None) -> Node:
-        kind = kind or detect_kind(path)
+        refused = seal.check(path)  # before anything parses it: a changed file is not read at all
+        kind = kind or ("refused" if refused else detect_kind(path))
         node = Node(kind, self.show(path), self.sha(path))
         self.nodes[path.resolve()] = node
+        if refused:
+            self.fail(node, refused)
+            return node
         try:
             getattr(self, f"_{kind}")(path, node)
         except UsageError:
             raise
+        except seal.RefusedFile as e:  # a file it led to (a record beside it) changed
+            self.fail(node, str(e))
         except Exception as e:  # a corrupt or foreign file is a failure of the audit, with its name
             self.fail(node, f"cannot read {node.path} as {kind}: {type(e).__name__}: {e}")
         return node
@@ -821,6 +827,11 @@ def run_audit(path, row=None, number=None, root=None,
     if not path.exists():
         raise UsageError(f"{path} does not exist")
     aud = Auditor(root or infer_root(path), recompute=recompute)
+    refused = seal.check(path)
+    if refused:
+        node = Node("refused", aud.show(path), aud.sha(path))
+        aud.fail(node, refused)
+        return aud, node, None
     kind = detect_kind(path)
     num, problems, keys = None, [], None
     if row is not None and number is None:

@@ -74,7 +74,7 @@ def read_record(path) -> tuple[Path, dict] | tuple[None, None]:
             if cand.suffix == ".parquet":
                 obj = io.read_parquet_metadata(cand)
             elif cand.suffix == ".json":
-                obj = json.loads(cand.read_text())
+                obj = io.read_json(cand)
             else:
                 continue
         except (OSError, ValueError):
