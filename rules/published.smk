@@ -76,10 +76,11 @@ if PUBLISHED["dir"] is not None:
                 f"results/logs/tables/published_{_table}.log",
             conda:
                 "../envs/analysis.yaml"
-            params:
+            params:  # (a shell string is formatted when the job runs: loop variables go through params)
+                prefix=_prefix,
                 note=pub.NOTES.get(_table, ""),
             shell:
-                "{PY} -m workflow_scripts.table --out-prefix " + _prefix + " {input} --note {params.note:q} > {log} 2>&1"
+                "{PY} -m workflow_scripts.table --out-prefix {params.prefix} {input} --note={params.note:q} > {log} 2>&1"
 
         rule:
             name:

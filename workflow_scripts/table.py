@@ -74,7 +74,9 @@ def rows_from_fits(paths, sensitivity=()) -> pd.DataFrame:
                     v = e.get(field)
                     row[f"{k}_{field}" if field != "value" else k] = math.nan if v is None else float(v)
             row["n_P"] = len((res.get("P_used") or {}).get("gamma_meas") or [])
-            pub = PUBLISHED.get((row["arch"], row["dataset"]), {})
+            # the paper's Table 1 beside Table 1's rows, not beside a published appendix file's
+            appendix = (fit.get("published") or {}).get("table") not in (None, "table1")
+            pub = {} if appendix else PUBLISHED.get((row["arch"], row["dataset"]), {})
             row["paper_gamma_pred"] = pub.get("gamma_pred", math.nan)
             row["paper_gamma_meas"] = pub.get("gamma_meas", math.nan)
             row["paper_sigma"] = pub.get("sigma", math.nan)
@@ -119,6 +121,10 @@ def _fmt(v, lo=None, hi=None, digits=2) -> str:
     return s
 
 
+def _digits(col: str, digits: int) -> int:
+    return 0 if col == "stored_min_P" else digits  # a sample size
+
+
 def _cells(r, digits):
     return {k: _fmt(r[k], r[f"{k}_ci_low"], r[f"{k}_ci_high"], digits) for k in EXPONENTS}
 
@@ -145,7 +151,7 @@ def to_markdown(df: pd.DataFrame, digits: int = 2, note: str = "") -> tuple[str,
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
         cells = ([str(r[x]) for x in lead] + [ARCH_LABEL.get(r["arch"], str(r["arch"])),
                                               DATASET_LABEL.get(r["dataset"], str(r["dataset"]))]
-                 + [c[k] for k in EXPONENTS] + [_fmt(r[col], digits=digits) for col, _, _ in extra]
+                 + [c[k] for k in EXPONENTS] + [_fmt(r[col], digits=_digits(col, digits)) for col, _, _ in extra]
                  + [_fmt(r["paper_gamma_pred"]), _fmt(r["paper_gamma_meas"]), _fmt(r["paper_sigma"]),
                     status.replace("|", "/")])
         lines.append("| " + " | ".join(cells) + " |")
@@ -192,7 +198,7 @@ def to_latex(df: pd.DataFrame, digits: int = 2, note: str = "") -> tuple[str, li
         else:
             vals = [c[k].replace("—", "--") for k in EXPONENTS]
             shown = dict(zip(EXPONENTS, vals))
-        vals += [_fmt(r[col], digits=digits).replace("—", "--") for col, _, _ in extra]
+        vals += [_fmt(r[col], digits=_digits(col, digits)).replace("—", "--") for col, _, _ in extra]
         cells = ([_tex_escape(str(r[x])) for x in lead]
                  + [ARCH_LABEL.get(r["arch"], _tex_escape(str(r["arch"]))),
                     DATASET_LABEL.get(r["dataset"], _tex_escape(str(r["dataset"])))]
