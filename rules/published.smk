@@ -42,13 +42,12 @@ if PUBLISHED["dir"] is not None:
 
     for _table in sorted(PUB_FOUND):
         _t = pub.TABLES[_table]
-        _prefix = f"results/tables/published/{_table}"
+        _prefix = f"{PUB}/tables/{_table}"  # not results/tables/: rule tables' pattern
 
         # one import per table: its files only, all or nothing
         rule:
             name:
                 f"published_import_{_table}"
-            localrule: True
             input:
                 [str(p) for p in PUB_FOUND[_table].values()],
             output:
@@ -56,24 +55,27 @@ if PUBLISHED["dir"] is not None:
                 report=f"{PUB}/import/{_table}.json",
             log:
                 f"results/logs/published/import_{_table}.log",
+            localrule: True
             conda:
                 "../envs/analysis.yaml"
             params:
                 folder=PUBLISHED["dir"],
                 table=_table,
             shell:
-                "{PY} -m workflow_scripts.published {params.folder:q} --out " + PUB + " --table {params.table} > {log} 2>&1"
+                "{PY} -m workflow_scripts.published {params.folder:q} --out "
+                + PUB
+                + " --table {params.table} > {log} 2>&1"
 
         rule:
             name:
                 f"published_table_{_table}"
-            localrule: True
             input:
                 [PUB_FIT.format(**g) for g in pub_groups(_table)],
             output:
                 table_files(_prefix),
             log:
                 f"results/logs/tables/published_{_table}.log",
+            localrule: True
             conda:
                 "../envs/analysis.yaml"
             params:  # (a shell string is formatted when the job runs: loop variables go through params)
@@ -85,21 +87,20 @@ if PUBLISHED["dir"] is not None:
         rule:
             name:
                 _t.target
-            localrule: True
             input:
                 table_files(_prefix),
+            localrule: True
 
         rule:
             name:
                 f"sensitivity_{_table}_published"
-            localrule: True
             input:
                 [f"{PUB_FIG.format(**g)}/sensitivity.png" for g in pub_groups(_table)],
+            localrule: True
 
         PUBLISHED_TARGETS += table_files(_prefix)
 
     rule published_fit:
-        localrule: True
         input:
             curves=f"{PUB_AGG}/curves.parquet",
             optima=f"{PUB_AGG}/optima.parquet",
@@ -107,6 +108,7 @@ if PUBLISHED["dir"] is not None:
             PUB_FIT,
         log:
             f"results/logs/published/fit/{GROUP}.log",
+        localrule: True
         conda:
             "../envs/analysis.yaml"
         params:
@@ -116,7 +118,6 @@ if PUBLISHED["dir"] is not None:
             "--settings {params.settings:q} --out {output} > {log} 2>&1"
 
     rule published_sensitivity:
-        localrule: True
         input:
             curves=f"{PUB_AGG}/curves.parquet",
             optima=f"{PUB_AGG}/optima.parquet",
@@ -127,6 +128,7 @@ if PUBLISHED["dir"] is not None:
             figure_record=f"{PUB_FIG}/sensitivity.png.json",
         log:
             f"results/logs/published/sensitivity/{GROUP}.log",
+        localrule: True
         conda:
             "../envs/analysis.yaml"
         params:

@@ -504,7 +504,7 @@ def test_published_targets_refit_every_layout_nothing_else_and_every_number_audi
     assert done.returncode == 0, done.stderr[-3000:]
     checked = 0
     for table in published.TABLES:
-        csv = wd / "results" / "tables" / "published" / f"{table}.csv"
+        csv = wd / "results" / "published" / "tables" / f"{table}.csv"
         df = pd.read_csv(csv)
         experiments = {e for e, _ in published.TABLES[table].curve_sets()}
         assert len(df) == 2 * sum(1 for k in stored if k[0] in experiments)  # both estimators
@@ -521,7 +521,7 @@ def test_published_targets_refit_every_layout_nothing_else_and_every_number_audi
                 checked += 1
         assert (wd / "results" / "published" / "import" / f"{table}.json").exists()
     assert checked == 5 * 2 * len(stored)
-    md = (wd / "results" / "tables" / "published" / "table1.md").read_text()
+    md = (wd / "results" / "published" / "tables" / "table1.md").read_text()
     assert "| — |" in md  # CNN-MNIST's k2 is not stored: shown as —
     for g in stored:
         assert (wd / "results" / "published" / "figures" / "/".join(g) / "sensitivity.png").stat().st_size
