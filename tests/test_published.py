@@ -553,3 +553,20 @@ def test_table1_published_with_a_wrong_folder_says_what_is_wrong(tmp_path):
                      f"published={{dir: {tmp_path / 'nowhere'}}}")
     msg = out.stdout + out.stderr
     assert out.returncode != 0 and "published.dir" in msg and "is not a directory" in msg
+
+
+def test_an_ambiguous_row_lists_only_its_matches():
+    """On a published table (both estimators) --row cnn/mnist matches two rows: the error names
+    those two, not every row, and says how to choose; the estimator as last component selects."""
+    from workflow_scripts import audit
+
+    cands = [({"experiment": "published", "arch": a, "dataset": d, "measure": published.MEASURE,
+               "estimator": e}, (a, d, e)) for a, d in (("cnn", "mnist"), ("vit", "cifar100"))
+             for e in ("authors", "ours")]
+    with pytest.raises(audit.UsageError) as err:
+        audit.select_one(cands, "cnn/mnist", "table1.csv")
+    msg = str(err.value)
+    assert "matches 2 of the rows" in msg and "vit" not in msg and "end with ours or authors" in msg
+    assert audit.select_one(cands, "cnn/mnist/authors", "table1.csv") == ("cnn", "mnist", "authors")
+    with pytest.raises(audit.UsageError, match="matches 0 of the rows.*vit/cifar100"):
+        audit.select_one(cands, "resnet/mnist", "table1.csv")
