@@ -145,10 +145,12 @@ def select_one(candidates: list[tuple[dict, object]], row: str | None, what: str
                 w = w[:-1]
         if any(parts[i:i + len(w)] == w for i in range(len(parts) - len(w) + 1)):
             hits.append((ident, obj))
-    if len(hits) != 1:
-        listed = ", ".join("/".join(map(str, i.values())) for i, _ in candidates)
+    if len(hits) != 1:  # list the matches (all rows when none matches)
+        listed = ", ".join("/".join(map(str, i.values())) for i, _ in (hits or candidates))
         raise UsageError(f"--row {row!r} matches {len(hits)} of the rows of {what} "
-                         f"({listed}); give more components")
+                         f"({'matching: ' if hits else 'rows: '}{listed}); give more components"
+                         + (" (a table with both estimators: end with ours or authors)"
+                            if hits and "estimator" in hits[0][0] else ""))
     return hits[0][1]
 
 
@@ -343,6 +345,19 @@ class Auditor:
     # -- kinds -------------------------------------------------------------------------------
     def _file(self, path: Path, node: Node) -> None:
         node.details.append("no provenance recorded in this file (hash checked only)")
+
+    def _published(self, path: Path, node: Node) -> None:
+        """A published .npy (the authors' file, workflow_scripts/published.py): the end of a
+        published aggregate's chain. Its sha256 is checked against the aggregate's record by the
+        caller; here it is read with the restricted unpickler (never np.load) to say what it holds."""
+        from . import published
+
+        try:
+            d = published.read_npy_dict(path)
+        except published.PublishedError as e:
+            self.fail(node, str(e))
+            return
+        node.details.append(f"published file (the authors' seed means), keys {sorted(d)}")
 
     def _dataset(self, path: Path, node: Node) -> None:
         rec_path, rec = self.record_of(path)
@@ -623,6 +638,8 @@ def detect_kind(path: Path) -> str:
         except ValueError:
             return "file"
         return "trajectory" if "cell_id" in meta else "output_parquet"
+    if path.suffix == ".npy":  # the authors' published files: where a published chain ends
+        return "published"
     if path.suffix == ".json":
         obj = _read_json(path)
         return "json_output" if isinstance(obj, dict) and "provenance" in obj else "file"

@@ -34,6 +34,11 @@ DATASET_ORDER = {"mnist": 0, "cifar10": 1, "cifar100": 2, "digits": 3, "teacher"
 ARCH_LABEL = {"cnn": "CNN", "resnet": "ResNet", "vit": "ViT"}
 DATASET_LABEL = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits",
                  "teacher": "teacher"}
+# the values a published file stores (workflow_scripts/published.py), as (column, stored key)
+STORED_COLUMNS = (("stored_gamma1", "gamma_1"), ("stored_err_gamma1", "err_gamma_1"), ("stored_k1", "k1"),
+                  ("stored_gamma2", "gamma_2"), ("stored_err_gamma2", "err_gamma_2"), ("stored_k2", "k2"),
+                  ("stored_gamma_pred", "gamma_pred"), ("stored_C2", "C2"), ("stored_factor", "factor"),
+                  ("stored_min_P", "min_P"))
 EXPONENTS = ("gamma1", "gamma2", "gamma_pred", "gamma_meas", "gamma_pred_minus_meas")
 HEAD_MD = {"gamma1": "γ₁", "gamma2": "γ₂", "gamma_pred": "γ_pred", "gamma_meas": "γ_meas",
            "gamma_pred_minus_meas": "γ_pred − γ_meas"}
@@ -69,12 +74,15 @@ def rows_from_fits(paths, sensitivity=()) -> pd.DataFrame:
                     v = e.get(field)
                     row[f"{k}_{field}" if field != "value" else k] = math.nan if v is None else float(v)
             row["n_P"] = len((res.get("P_used") or {}).get("gamma_meas") or [])
-            pub = PUBLISHED.get((row["arch"], row["dataset"]), {})
+            # the paper's Table 1 beside Table 1's rows, not beside a published appendix file's
+            appendix = (fit.get("published") or {}).get("table") not in (None, "table1")
+            pub = {} if appendix else PUBLISHED.get((row["arch"], row["dataset"]), {})
             row["paper_gamma_pred"] = pub.get("gamma_pred", math.nan)
             row["paper_gamma_meas"] = pub.get("gamma_meas", math.nan)
             row["paper_sigma"] = pub.get("sigma", math.nan)
-            for k, name in (("gamma1", "gamma_1"), ("gamma2", "gamma_2"), ("gamma_pred", "gamma_pred")):
-                row[f"stored_{k}"] = float(stored[name]) if name in stored else math.nan
+            for col, name in STORED_COLUMNS:  # every value a published file stored; NaN: not stored
+                v = stored.get(name)
+                row[col] = math.nan if v is None else float(v)
             row["overlap_share"] = overlap.get((row["experiment"], row["arch"], row["dataset"],
                                                 row["measure"], estimator), math.nan)
             rows.append(row)
@@ -90,10 +98,15 @@ def rows_from_fits(paths, sensitivity=()) -> pd.DataFrame:
 def _extra(df: pd.DataFrame) -> list[tuple[str, str, str]]:
     """Optional columns present in this table: (column, Markdown head, LaTeX head)."""
     out = []
-    if len(df) and df["stored_gamma1"].notna().any():
+    if len(df) and df[[c for c, _ in STORED_COLUMNS]].notna().any().any():  # a published table
         out += [("stored_gamma1", "stored γ₁", r"stored $\gamma_1$"),
+                ("stored_err_gamma1", "stored σ(γ₁)", r"stored $\sigma(\gamma_1)$"),
                 ("stored_gamma2", "stored γ₂", r"stored $\gamma_2$"),
-                ("stored_gamma_pred", "stored γ₁γ₂", r"stored $\gamma_1\gamma_2$")]
+                ("stored_err_gamma2", "stored σ(γ₂)", r"stored $\sigma(\gamma_2)$"),
+                ("stored_gamma_pred", "stored γ₁γ₂", r"stored $\gamma_1\gamma_2$"),
+                ("stored_k1", "stored k₁", r"stored $k_1$"), ("stored_k2", "stored k₂", r"stored $k_2$"),
+                ("stored_C2", "stored C2", r"stored $C_2$"), ("stored_factor", "stored factor", "stored factor"),
+                ("stored_min_P", "stored min P", r"stored min $P$")]
     if len(df) and df["overlap_share"].notna().any():
         out.append(("overlap_share", "overlap share", "overlap share"))
     return out
@@ -108,6 +121,10 @@ def _fmt(v, lo=None, hi=None, digits=2) -> str:
     return s
 
 
+def _digits(col: str, digits: int) -> int:
+    return 0 if col == "stored_min_P" else digits  # a sample size
+
+
 def _cells(r, digits):
     return {k: _fmt(r[k], r[f"{k}_ci_low"], r[f"{k}_ci_high"], digits) for k in EXPONENTS}
 
@@ -120,7 +137,7 @@ def _lead(df: pd.DataFrame) -> list[str]:
     return [c for c in ("experiment", "measure", "estimator") if len(df) and _multi(df, c)]
 
 
-def to_markdown(df: pd.DataFrame, digits: int = 2) -> tuple[str, list[dict]]:
+def to_markdown(df: pd.DataFrame, digits: int = 2, note: str = "") -> tuple[str, list[dict]]:
     """The Markdown table, and per row of ``df`` the line printing it (1-based) and its exponent
     cells exactly as printed (the record the audit checks)."""
     lead = _lead(df)
@@ -134,7 +151,7 @@ def to_markdown(df: pd.DataFrame, digits: int = 2) -> tuple[str, list[dict]]:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
         cells = ([str(r[x]) for x in lead] + [ARCH_LABEL.get(r["arch"], str(r["arch"])),
                                               DATASET_LABEL.get(r["dataset"], str(r["dataset"]))]
-                 + [c[k] for k in EXPONENTS] + [_fmt(r[col], digits=digits) for col, _, _ in extra]
+                 + [c[k] for k in EXPONENTS] + [_fmt(r[col], digits=_digits(col, digits)) for col, _, _ in extra]
                  + [_fmt(r["paper_gamma_pred"]), _fmt(r["paper_gamma_meas"]), _fmt(r["paper_sigma"]),
                     status.replace("|", "/")])
         lines.append("| " + " | ".join(cells) + " |")
@@ -148,7 +165,10 @@ def to_markdown(df: pd.DataFrame, digits: int = 2) -> tuple[str, list[dict]]:
                      "the γ_pred and γ_meas intervals overlap.")
     if any(col.startswith("stored") for col, _, _ in extra):
         lines.append("Stored: the values saved in the published file by its authors; published "
-                     "seed means have no per-seed data, so no bootstrap intervals.")
+                     "seed means have no per-seed data, so no bootstrap intervals; — where the file "
+                     "stores no such value.")
+    if note:
+        lines.append(note)
     return "\n".join(lines) + "\n", printed
 
 
@@ -159,7 +179,7 @@ def _tex_escape(s: str) -> str:
     return s
 
 
-def to_latex(df: pd.DataFrame, digits: int = 2) -> tuple[str, list[dict]]:
+def to_latex(df: pd.DataFrame, digits: int = 2, note: str = "") -> tuple[str, list[dict]]:
     """The booktabs table, and per row its line and exponent cells as printed (None where a
     fit-impossible row spans the exponent columns with its reason)."""
     lead = _lead(df)
@@ -178,7 +198,7 @@ def to_latex(df: pd.DataFrame, digits: int = 2) -> tuple[str, list[dict]]:
         else:
             vals = [c[k].replace("—", "--") for k in EXPONENTS]
             shown = dict(zip(EXPONENTS, vals))
-        vals += [_fmt(r[col], digits=digits).replace("—", "--") for col, _, _ in extra]
+        vals += [_fmt(r[col], digits=_digits(col, digits)).replace("—", "--") for col, _, _ in extra]
         cells = ([_tex_escape(str(r[x])) for x in lead]
                  + [ARCH_LABEL.get(r["arch"], _tex_escape(str(r["arch"]))),
                     DATASET_LABEL.get(r["dataset"], _tex_escape(str(r["dataset"])))]
@@ -187,11 +207,11 @@ def to_latex(df: pd.DataFrame, digits: int = 2) -> tuple[str, list[dict]]:
                            _fmt(r["paper_sigma"]).replace("—", "--")])
         out.append(" & ".join(cells) + r" \\")
         printed.append({"line": len(out), "text": out[-1], "cells": shown})
-    out += [r"\bottomrule", r"\end{tabular}"]
+    out += [r"\bottomrule", r"\end{tabular}"] + ([f"% {note}"] if note else [])
     return "\n".join(out) + "\n", printed
 
 
-def write_table(fits, prefix, sensitivity=()) -> pd.DataFrame:
+def write_table(fits, prefix, sensitivity=(), note: str = "") -> pd.DataFrame:
     fits = [Path(p) for p in fits]
     if not fits:
         raise ValueError("no fit.json files given")
@@ -201,7 +221,7 @@ def write_table(fits, prefix, sensitivity=()) -> pd.DataFrame:
         df.to_csv(tmp, index=False)  # full precision: the CSV is for machines
     printed = {}
     for ext, render in ((".md", to_markdown), (".tex", to_latex)):
-        text, rows = render(df)
+        text, rows = render(df, note=note)
         with io.atomic_path(prefix + ext) as tmp:
             tmp.write_text(text)
         printed[Path(prefix + ext).name] = [{"fit": f, "estimator": e, **row} for f, e, row
@@ -224,8 +244,9 @@ def main(argv=None) -> int:
                     help="sensitivity.json files: adds the overlap-share column")
     ap.add_argument("--out-prefix", required=True,
                     help="writes <prefix>.csv, <prefix>.md, <prefix>.tex and <prefix>.json")
+    ap.add_argument("--note", default="", help="a line printed under the table (what its rows are)")
     args = ap.parse_args(argv)
-    df = write_table(args.fits, args.out_prefix, args.sensitivity)
+    df = write_table(args.fits, args.out_prefix, args.sensitivity, args.note)
     print(f"{len(df)} rows, {(df['status'] == 'ok').sum()} fitted", file=sys.stderr)
     return 0
 
