@@ -92,12 +92,14 @@ if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config
             n_log=PERCEPTRON["n_log"],
             max_batch_mb=PERCEPTRON["max_batch_mb"],
             dtype=PERCEPTRON["dtype"],
+            integrator=PERCEPTRON["integrator"],
+            flow=as_json(PERCEPTRON["flow"]),
         shell:
             "{PY} -m workflow_scripts.perceptron train --N {wildcards.N} --alpha {wildcards.alpha} "
             "--seeds {params.seeds} --steps {params.steps} --loss {params.loss} "
             "--inputs {params.inputs} --lr-scale {params.lr_scale} --n-log {params.n_log} "
             "--experiment {params.experiment} --max-batch-mb {params.max_batch_mb} --dtype {params.dtype} "
-            "--out-dir {output} > {log} 2>&1"
+            "--integrator {params.integrator} --flow {params.flow:q} --out-dir {output} > {log} 2>&1"
 
     rule perceptron_aggregate:
         input:

@@ -100,6 +100,7 @@ from .settings import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .losses import _field_density, _field_weights, _omega_grid  # noqa: F401
 from .simulation import *  # noqa: F401,F403
+from .flow import FLOW_DEFAULTS, HESSIAN_ROW_FLOOR, flow_settings, simulate_flow  # noqa: F401
 from .fixed_norm import *  # noqa: F401,F403
 from .theory import *  # noqa: F401,F403
 from .theory import _prox_shift  # noqa: F401

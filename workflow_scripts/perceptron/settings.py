@@ -13,6 +13,7 @@ from ..config import chunk_seeds
 INPUTS = ("gaussian", "binary")
 LOSS_NAMES = ("logistic", "square")
 DTYPES = ("float64", "float32")
+INTEGRATORS = ("gd", "gd_then_flow")  # fixed-step GD; K₀ GD steps then BDF on the flow (flow.py)
 TEACHER_STREAM, DATA_STREAM = 0, 1
 DATA_SPEC_VERSION = 1
 PAPER_GAMMA1 = {"value": 0.4901, "error": 0.0005, "source": "arXiv:2505.13230, free-norm GD"}
@@ -90,6 +91,9 @@ def check_config(pcfg: dict) -> None:
     for key in ("gamma2_alphas", "gd_gamma2_alphas"):
         if key in sc and not sc[key]["min"] < sc[key]["max"]:
             raise ValueError(f"config key perceptron.scaling.{key}: min must be < max, got {sc[key]}")
+    if pcfg.get("integrator", "gd") == "gd_then_flow" and pcfg.get("dtype", "float64") != "float64":
+        raise ValueError(f"config key perceptron.dtype: integrator gd_then_flow runs in float64, "
+                         f"got {pcfg['dtype']!r}")
     tags = [alpha_tag(a) for a in pcfg["alphas"]]
     if len(set(tags)) != len(tags):
         raise ValueError(f"config key perceptron.alphas: repeated values {pcfg['alphas']}")
