@@ -78,10 +78,16 @@ if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config
             mem_mb=lambda w: pcp.memory_mb(
                 int(w.N), float(w.alpha), len(pcp_batch(w)), PERCEPTRON["max_batch_mb"], PERCEPTRON["dtype"]
             ),
-            # the measured cost with a margin, more on a retry (the default 2 h is far too short
-            # for the paper block's α = 50 jobs: about 4 h at the unloaded rate)
+            # the measured cost with a margin, more on a retry (with integrator gd the default 2 h
+            # is far too short for the paper block's α = 50 jobs: about 4 h at the unloaded rate)
             runtime=lambda w, attempt: attempt
-            * pcp.runtime_minutes(int(w.N), float(w.alpha), len(pcp_batch(w)), pcp_runs(w.kind)["steps"]),
+            * pcp.runtime_minutes(
+                int(w.N),
+                float(w.alpha),
+                len(pcp_batch(w)),
+                pcp_runs(w.kind)["steps"],
+                PERCEPTRON["integrator"],
+            ),
         params:
             seeds=lambda w: " ".join(map(str, pcp_batch(w))),
             steps=lambda w: pcp_runs(w.kind)["steps"],

@@ -143,7 +143,16 @@ def memory_mb(N: int, alpha: float, n_seeds: int, max_batch_mb: float, dtype="fl
 RUNTIME_S_PER_ENTRY = 2 * 1.5e-9
 
 
-def runtime_minutes(N: int, alpha: float, n_seeds: int, steps: int) -> int:
+# gd_then_flow: seconds per seed and (P, N) entry, whatever the steps (the BDF steps grow like
+# log t): 77 CPU-s a seed at N = 1000, α = 50 to λ = 80 (705 gradients, 15 Hessians, loaded
+# 2-core machine), 1.5 µs per entry, doubled.
+FLOW_RUNTIME_S_PER_ENTRY = 2 * 1.5e-6
+
+
+def runtime_minutes(N: int, alpha: float, n_seeds: int, steps: int, integrator: str = "gd") -> int:
     """Time limit of one GD job (SLURM ``runtime``): its measured cost with a factor 2 margin, and
     10 minutes for start-up and writing."""
-    return int(math.ceil(n_seeds * steps * n_examples(N, alpha) * N * RUNTIME_S_PER_ENTRY / 60)) + 10
+    entries = n_seeds * n_examples(N, alpha) * N
+    if integrator == "gd_then_flow":
+        return int(math.ceil(entries * FLOW_RUNTIME_S_PER_ENTRY / 60)) + 10
+    return int(math.ceil(entries * steps * RUNTIME_S_PER_ENTRY / 60)) + 10
