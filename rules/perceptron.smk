@@ -70,6 +70,9 @@ if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config
             directory(PCP_DIR + "/{kind}/N{N,\\d+}/alpha{alpha,[0-9.]+}/seeds{first}-{last}"),
         log:
             "results/logs/perceptron/{kind}/N{N}/alpha{alpha}/seeds{first}-{last}.log",
+        # CPU seconds and memory of every GD job (the block's core-hours, README)
+        benchmark:
+            "results/benchmarks/perceptron/{kind}/N{N}/alpha{alpha}/seeds{first}-{last}.tsv"
         wildcard_constraints:
             kind="train|square_loss|large_alpha",
         conda:
