@@ -70,6 +70,9 @@ if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config
             directory(PCP_DIR + "/{kind}/N{N,\\d+}/alpha{alpha,[0-9.]+}/seeds{first}-{last}"),
         log:
             "results/logs/perceptron/{kind}/N{N}/alpha{alpha}/seeds{first}-{last}.log",
+        # CPU seconds and memory of every GD job (the block's core-hours, README)
+        benchmark:
+            "results/benchmarks/perceptron/{kind}/N{N}/alpha{alpha}/seeds{first}-{last}.tsv"
         wildcard_constraints:
             kind="train|square_loss|large_alpha",
         conda:
@@ -78,10 +81,16 @@ if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config
             mem_mb=lambda w: pcp.memory_mb(
                 int(w.N), float(w.alpha), len(pcp_batch(w)), PERCEPTRON["max_batch_mb"], PERCEPTRON["dtype"]
             ),
-            # the measured cost with a margin, more on a retry (the default 2 h is far too short
-            # for the paper block's α = 50 jobs: about 4 h at the unloaded rate)
+            # the measured cost with a margin, more on a retry (with integrator gd the default 2 h
+            # is far too short for the paper block's α = 50 jobs: about 4 h at the unloaded rate)
             runtime=lambda w, attempt: attempt
-            * pcp.runtime_minutes(int(w.N), float(w.alpha), len(pcp_batch(w)), pcp_runs(w.kind)["steps"]),
+            * pcp.runtime_minutes(
+                int(w.N),
+                float(w.alpha),
+                len(pcp_batch(w)),
+                pcp_runs(w.kind)["steps"],
+                PERCEPTRON["integrator"],
+            ),
         params:
             seeds=lambda w: " ".join(map(str, pcp_batch(w))),
             steps=lambda w: pcp_runs(w.kind)["steps"],
@@ -92,12 +101,14 @@ if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config
             n_log=PERCEPTRON["n_log"],
             max_batch_mb=PERCEPTRON["max_batch_mb"],
             dtype=PERCEPTRON["dtype"],
+            integrator=PERCEPTRON["integrator"],
+            flow=as_json(PERCEPTRON["flow"]),
         shell:
             "{PY} -m workflow_scripts.perceptron train --N {wildcards.N} --alpha {wildcards.alpha} "
             "--seeds {params.seeds} --steps {params.steps} --loss {params.loss} "
             "--inputs {params.inputs} --lr-scale {params.lr_scale} --n-log {params.n_log} "
             "--experiment {params.experiment} --max-batch-mb {params.max_batch_mb} --dtype {params.dtype} "
-            "--out-dir {output} > {log} 2>&1"
+            "--integrator {params.integrator} --flow {params.flow:q} --out-dir {output} > {log} 2>&1"
 
     rule perceptron_aggregate:
         input:

@@ -351,12 +351,17 @@ def test_float32_products_follow_the_float64_trajectory():
 
 def test_gd_jobs_ask_for_their_measured_cost_as_time_limit():
     """The SLURM time limit of a GD job is its cost model (seeds × steps × P·N × rate, doubled)
-    plus 10 minutes; the paper block's α = 50 jobs need far more than the 2 h default."""
+    plus 10 minutes; with fixed-step GD the paper block's α = 50 jobs need far more than the
+    2 h default."""
     rate = pc.RUNTIME_S_PER_ENTRY
     assert pc.runtime_minutes(100, 5, 3, 4000) == math.ceil(3 * 4000 * 500 * 100 * rate / 60) + 10
     assert pc.runtime_minutes(1000, 50, 2, 200000) > 2 * pc.runtime_minutes(1000, 20, 2, 200000) > 120
     out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "results/perceptron/train/N1000/alpha50/seeds0-1"],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    want = pc.runtime_minutes(1000, 50, 2, load_config(REPO / "config/config.yaml")["perceptron"]["steps"])
+    paper = load_config(REPO / "config/config.yaml")["perceptron"]
+    want = pc.runtime_minutes(1000, 50, 2, paper["steps"], paper["integrator"])
     assert f"runtime={want}," in out.stdout
+    # the hybrid's cost does not grow with the steps; its α = 50 job fits in the default 2 h
+    flow = pc.runtime_minutes(1000, 50, 2, 10 ** 6, "gd_then_flow")
+    assert flow == pc.runtime_minutes(1000, 50, 2, 10 ** 3, "gd_then_flow") < 120

@@ -88,7 +88,8 @@ chapters 2-4)
         the replica equations above, ε_MS → 0.500/α.
 
 Modules, along the seams of the model: ``settings`` (the config block, job sizes), ``simulation``
-(teacher, inputs, GD), ``losses`` (losses and the field quadrature), ``fixed_norm``, ``theory``,
+(teacher, inputs, GD), ``flow`` (K₀ GD steps, then BDF on the gradient flow: GD's path at a
+fraction of its cost), ``losses`` (losses and the field quadrature), ``fixed_norm``, ``theory``,
 ``validation`` (the paper's variables and validation.json), ``figures``, ``cli``.
 CLI: ``python -m workflow_scripts.perceptron {train,fixed-norm,theory,theory-scaling,validate} --help``;
 figures: ``python -m workflow_scripts.perceptron.figures --help``.
@@ -100,6 +101,7 @@ from .settings import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .losses import _field_density, _field_weights, _omega_grid  # noqa: F401
 from .simulation import *  # noqa: F401,F403
+from .flow import FLOW_DEFAULTS, HESSIAN_ROW_FLOOR, flow_settings, simulate_flow  # noqa: F401
 from .fixed_norm import *  # noqa: F401,F403
 from .theory import *  # noqa: F401,F403
 from .theory import _prox_shift  # noqa: F401

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import io, provenance
 from .fixed_norm import fixed_norm_curve, lambda_grid
-from .settings import DTYPES, INPUTS, LOSS_NAMES, n_examples
+from .settings import DTYPES, INPUTS, INTEGRATORS, LOSS_NAMES, n_examples
 from .simulation import data_spec, dataset_sha256, train
 from .theory import reference_curves, replica_fixed_norm
 from .validation import theory_scaling, validate
@@ -46,6 +46,12 @@ def main(argv=None) -> int:
                    help="memory of one stack of seeds' inputs")
     t.add_argument("--dtype", choices=DTYPES, default="float64",
                    help="precision of the inputs and matrix-vector products (weights: float64)")
+    t.add_argument("--integrator", choices=INTEGRATORS, default="gd",
+                   help="gd: fixed-step GD; gd_then_flow: k0 GD steps, then BDF on the gradient "
+                        "flow read at GD's logging steps (float64)")
+    t.add_argument("--flow", default=None,
+                   help='JSON of gd_then_flow settings {"k0":..,"rtol":..,"atol":..,'
+                        '"lambda_stop_over_alpha":..} (defaults 100, 1e-6, 1e-9, null)')
     t.add_argument("--out-dir", required=True, help="writes OUT_DIR/seed{seed}.parquet")
 
     f = sub.add_parser("fixed-norm", help="fixed-norm minimiser ε(λ) for several samples")
@@ -94,7 +100,8 @@ def main(argv=None) -> int:
         paths = train(args.N, args.alpha, args.seeds, args.out_dir, steps=args.steps,
                       loss=args.loss, inputs=args.inputs, lr_scale=args.lr_scale,
                       n_log=args.n_log, experiment=args.experiment, max_batch_mb=args.max_batch_mb,
-                      dtype=args.dtype)
+                      dtype=args.dtype, integrator=args.integrator,
+                      flow=json.loads(args.flow) if args.flow else None)
         print(f"wrote {len(paths)} trajectories to {args.out_dir} in "
               f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     elif args.cmd == "fixed-norm":

@@ -109,3 +109,12 @@ def population_loss(loss: str, lam: float, R: float) -> float:
     om, wq = omega_grid_for(abs(R), max(lam, 1e-12))
     p, _, _ = _field_density(R, om)
     return float(np.sum(wq * p * loss_value(loss, lam * om)))
+
+
+def loss_second_derivative(name: str, D: np.ndarray) -> np.ndarray:
+    """ℓ''(Δ): the curvature of each example's loss (the Hessian of the flow integrator)."""
+    if name == "logistic":
+        return 4.0 * special.expit(2.0 * D) * special.expit(-2.0 * D)  # no 1 − σ cancellation
+    if name == "square":
+        return np.ones_like(D)
+    raise ValueError(f"loss must be one of {LOSS_NAMES}, got {name!r}")

@@ -13,6 +13,7 @@ from ..config import chunk_seeds
 INPUTS = ("gaussian", "binary")
 LOSS_NAMES = ("logistic", "square")
 DTYPES = ("float64", "float32")
+INTEGRATORS = ("gd", "gd_then_flow")  # fixed-step GD; K₀ GD steps then BDF on the flow (flow.py)
 TEACHER_STREAM, DATA_STREAM = 0, 1
 DATA_SPEC_VERSION = 1
 PAPER_GAMMA1 = {"value": 0.4901, "error": 0.0005, "source": "arXiv:2505.13230, free-norm GD"}
@@ -90,6 +91,9 @@ def check_config(pcfg: dict) -> None:
     for key in ("gamma2_alphas", "gd_gamma2_alphas"):
         if key in sc and not sc[key]["min"] < sc[key]["max"]:
             raise ValueError(f"config key perceptron.scaling.{key}: min must be < max, got {sc[key]}")
+    if pcfg.get("integrator", "gd") == "gd_then_flow" and pcfg.get("dtype", "float64") != "float64":
+        raise ValueError(f"config key perceptron.dtype: integrator gd_then_flow runs in float64, "
+                         f"got {pcfg['dtype']!r}")
     tags = [alpha_tag(a) for a in pcfg["alphas"]]
     if len(set(tags)) != len(tags):
         raise ValueError(f"config key perceptron.alphas: repeated values {pcfg['alphas']}")
@@ -139,7 +143,16 @@ def memory_mb(N: int, alpha: float, n_seeds: int, max_batch_mb: float, dtype="fl
 RUNTIME_S_PER_ENTRY = 2 * 1.5e-9
 
 
-def runtime_minutes(N: int, alpha: float, n_seeds: int, steps: int) -> int:
+# gd_then_flow: seconds per seed and (P, N) entry, whatever the steps (the BDF steps grow like
+# log t): 77 CPU-s a seed at N = 1000, α = 50 to λ = 80 (705 gradients, 15 Hessians, loaded
+# 2-core machine), 1.5 µs per entry, doubled.
+FLOW_RUNTIME_S_PER_ENTRY = 2 * 1.5e-6
+
+
+def runtime_minutes(N: int, alpha: float, n_seeds: int, steps: int, integrator: str = "gd") -> int:
     """Time limit of one GD job (SLURM ``runtime``): its measured cost with a factor 2 margin, and
     10 minutes for start-up and writing."""
-    return int(math.ceil(n_seeds * steps * n_examples(N, alpha) * N * RUNTIME_S_PER_ENTRY / 60)) + 10
+    entries = n_seeds * n_examples(N, alpha) * N
+    if integrator == "gd_then_flow":
+        return int(math.ceil(entries * FLOW_RUNTIME_S_PER_ENTRY / 60)) + 10
+    return int(math.ceil(entries * steps * RUNTIME_S_PER_ENTRY / 60)) + 10
