@@ -161,3 +161,41 @@ def test_aggregates_without_a_censored_column_fit_as_before(tmp_path):
     res = fit.estimate(data, SETTINGS)
     assert 1600 in res["P_used"]["gamma2"] and not res["censored"]["dropped_P"]
     assert math.isfinite(res["estimates"]["gamma2"]["value"])
+
+
+def test_table_counts_censored_cells_and_figures_draw_them_open(tmp_path):
+    from workflow_scripts import figures, table
+
+    curves, optima = truncated_fit_files(tmp_path)
+    fj = tmp_path / "fit.json"
+    assert fit.main(["--curves", str(curves), "--optima", str(optima), "--settings",
+                     json.dumps({**SETTINGS, "estimator": "both"}), "--out", str(fj)]) == 0
+    prefix = tmp_path / "table1"
+    table.write_table([fj], prefix)
+    rows = {r["estimator"]: r for r in io.read_json(f"{prefix}.json")["rows"]}
+    assert (rows["ours"]["n_censored"], rows["ours"]["n_cells"]) == (4, 20)
+    assert rows["ours"]["censored_dropped_P"] == "1600"
+    assert rows["authors"]["censored_setting"] == "include" and not rows["authors"]["censored_dropped_P"]
+    md = (tmp_path / "table1.md").read_text()
+    assert "4/20 excluded (P 1600 dropped)" in md and "4/20 included" in md
+    assert "4/20 excluded (P 1600 dropped)" in (tmp_path / "table1.tex").read_text()
+
+    figures.main(["panel", "--curves", str(curves), "--optima", str(optima), "--fit", str(fj),
+                  "--out-dir", str(tmp_path / "fig")])
+    shown = io.read_json(tmp_path / "fig" / "curves.png.json")["panels"][0]["shown"]["per_P"]
+    # P = 1600 was dropped: its drawn optimum rests on censored seeds; P = 100 kept 3 uncensored
+    assert {P: v["censored"] for P, v in shown.items()} == {
+        "100": False, "200": False, "400": False, "800": False, "1600": True}
+    s = io.read_json(tmp_path / "fig" / "scaling.png.json")["panels"][0]["shown"]
+    assert len(s["lambda_star_censored"]) == 4 and s["optimum_censored"]["1600"]
+    assert "open: censored minimum (training ended)" in \
+        io.read_json(tmp_path / "fig" / "scaling.png.json")["printed"]["scaling.png"]
+
+    # both grid kinds from one process, one PNG (and record) each
+    outs = [tmp_path / "grid_curves.png", tmp_path / "grid_collapse.png"]
+    assert figures.main(["grid", "--kind", "curves", "collapse", "--curves", str(curves),
+                         "--optima", str(optima), "--fit", str(fj), "--out", *map(str, outs)]) == 0
+    assert [io.read_json(f"{o}.json")["plot"] for o in outs] == ["grid-curves", "grid-collapse"]
+    with pytest.raises(SystemExit):
+        figures.main(["grid", "--kind", "curves", "collapse", "--curves", str(curves),
+                      "--optima", str(optima), "--out", str(outs[0])])
