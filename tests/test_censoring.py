@@ -199,3 +199,15 @@ def test_table_counts_censored_cells_and_figures_draw_them_open(tmp_path):
     with pytest.raises(SystemExit):
         figures.main(["grid", "--kind", "curves", "collapse", "--curves", str(curves),
                       "--optima", str(optima), "--out", str(outs[0])])
+
+
+@pytest.mark.parametrize("module", ["figures", "table", "numbers", "aggregate", "fit", "sensitivity",
+                                    "perceptron.figures"])
+def test_drawing_and_tabulating_jobs_do_not_import_torch(module):
+    """Each job is a fresh interpreter: importing torch would cost it seconds of start-up."""
+    import subprocess
+    import sys
+
+    code = f"import sys, workflow_scripts.{module}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
