@@ -30,7 +30,12 @@ rule ablation_figure:
                     caption="../report/figure_ablation.rst",
                     category="Figures ablations",
                     subcategory="{ablation}",
-                    labels={"figure": f"{{ablation}} {kind}", "arch": "all", "dataset": "all", "measure": "all"},
+                    labels={
+                        "figure": f"{{ablation}} {kind}",
+                        "arch": "all",
+                        "dataset": "all",
+                        "measure": "all",
+                    },
                 )
                 for kind in GRID_KINDS
             )

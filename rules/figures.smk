@@ -65,7 +65,12 @@ rule figure_grid:
                     caption="../report/figure_grid.rst",
                     category="Figures {experiment}",
                     subcategory="all archs and datasets",
-                    labels={"figure": f"grid {kind}", "arch": "all", "dataset": "all", "measure": "{measure}"},
+                    labels={
+                        "figure": f"grid {kind}",
+                        "arch": "all",
+                        "dataset": "all",
+                        "measure": "{measure}",
+                    },
                 )
                 for kind in GRID_KINDS
             )
