@@ -59,7 +59,7 @@ def children_cpu() -> float:
 
 def timed(cmd, cwd: Path, log: Path) -> tuple[float, float, int]:
     """(wall s, CPU s of the command and its descendants, exit status)."""
-    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")]))}
     c0, t0 = children_cpu(), time.perf_counter()
     with open(log, "w") as fh:
         rc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
@@ -95,7 +95,9 @@ def import_costs() -> None:
                 "print(r.ru_utime + r.ru_stime, 'torch' in sys.modules)")
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)}, check=True).stdout.split()
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                 filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))},
+                             check=True).stdout.split()
         print(f"  {name:12s} {float(out[0]):5.2f} CPU s  {time.perf_counter() - t0:5.2f} wall s"
               f"  imports torch: {out[1]}")
 
