@@ -18,28 +18,38 @@ def ablation_inputs(wildcards):
     }
 
 
+# Both kinds of an ablation's figure in one job (same inputs, one start-up).
 rule ablation_figure:
     input:
         unpack(ablation_inputs),
     output:
-        with_sidecars(
-            report(
-                ABLATION_FIG,
-                caption="../report/figure_ablation.rst",
-                category="Figures ablations",
-                subcategory="{ablation}",
-                labels={"figure": "{ablation} {kind}", "arch": "all", "dataset": "all", "measure": "all"},
+        *with_sidecars(
+            *(
+                report(
+                    ABLATION_FIG.replace("{kind}", kind),
+                    caption="../report/figure_ablation.rst",
+                    category="Figures ablations",
+                    subcategory="{ablation}",
+                    labels={
+                        "figure": f"{{ablation}} {kind}",
+                        "arch": "all",
+                        "dataset": "all",
+                        "measure": "all",
+                    },
+                )
+                for kind in GRID_KINDS
             )
         ),
     log:
-        "results/logs/ablation_figure/{ablation}_{kind}.log",
-    wildcard_constraints:
-        kind="curves|collapse",
+        "results/logs/ablation_figure/{ablation}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        kinds=" ".join(GRID_KINDS),
+        pngs=lambda w, output: [f for f in output if f.endswith(".png")],
     shell:
-        "{PY} -m workflow_scripts.figures grid --kind {wildcards.kind} --curves {input.curves} "
-        "--optima {input.optima} --fit {input.fits} --out {output[0]} > {log} 2>&1"
+        "{PY} -m workflow_scripts.figures grid --kind {params.kinds} --curves {input.curves} "
+        "--optima {input.optima} --fit {input.fits} --out {params.pngs} > {log} 2>&1"
 
 
 rule ablation_table:
@@ -91,6 +101,15 @@ def table1_targets(kind):
             f"has no experiment 'main' (it has {sorted(CONFIG['experiments'])})"
         )
     return experiment_targets(TABLE1_EXPERIMENT)[kind]
+
+
+if DEFERRED:  # targets.deferred of the config, e.g. `snakemake quick_ablations`
+
+    rule:
+        name:
+            CONFIG["targets"]["deferred"]["target"]
+        input:
+            analysis_targets(deferred=True),
 
 
 rule fig_main:

@@ -121,15 +121,32 @@ def ablation_targets(name):
     }
 
 
-def final_targets():
-    """Everything `rule all` builds: every experiment's and ablation's figures and tables, the
-    numbers file, and, when configured, Table 1 of the published curves and the perceptron."""
+DEFERRED = cfg.deferred_experiments(CONFIG)  # targets.deferred: left out of `rule all`
+
+
+def all_experiments():
+    """The experiments `rule all` builds (every one but the deferred)."""
+    return [e for e in CONFIG["experiments"] if e not in DEFERRED]
+
+
+def analysis_targets(deferred):
+    """Figures and tables of the experiments, and of the ablations, that are (not) deferred: an
+    ablation is deferred when it shows a deferred experiment."""
     targets = []
     for experiment in CONFIG["experiments"]:
-        t = experiment_targets(experiment)
-        targets += t["panels"] + t["grids"] + t["table"]
-    for ablation in CONFIG["ablations"]:
-        t = ablation_targets(ablation)
-        targets += t["fig"] + t["table"]
+        if (experiment in DEFERRED) == deferred:
+            t = experiment_targets(experiment)
+            targets += t["panels"] + t["grids"] + t["table"]
+    for ablation, spec in CONFIG["ablations"].items():
+        if any(e in DEFERRED for e in spec["experiments"]) == deferred:
+            t = ablation_targets(ablation)
+            targets += t["fig"] + t["table"]
+    return targets
+
+
+def final_targets():
+    """Everything `rule all` builds: every experiment's and ablation's figures and tables (but the
+    deferred ones), the numbers file, and, when configured, Table 1 of the published curves and
+    the perceptron."""
     # defined by rules/published.smk and rules/perceptron.smk (empty when not configured)
-    return targets + NUMBERS + PUBLISHED_TARGETS + PERCEPTRON_TARGETS
+    return analysis_targets(deferred=False) + NUMBERS + PUBLISHED_TARGETS + PERCEPTRON_TARGETS

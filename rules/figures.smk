@@ -53,25 +53,35 @@ def grid_inputs(wildcards):
     }
 
 
+# Both grids (curves, collapse) of an (experiment, measure) in one job: same inputs, one start-up.
 rule figure_grid:
     input:
         unpack(grid_inputs),
     output:
-        with_sidecars(
-            report(
-                GRID_FIG,
-                caption="../report/figure_grid.rst",
-                category="Figures {experiment}",
-                subcategory="all archs and datasets",
-                labels={"figure": "grid {kind}", "arch": "all", "dataset": "all", "measure": "{measure}"},
+        *with_sidecars(
+            *(
+                report(
+                    GRID_FIG.replace("{kind}", kind),
+                    caption="../report/figure_grid.rst",
+                    category="Figures {experiment}",
+                    subcategory="all archs and datasets",
+                    labels={
+                        "figure": f"grid {kind}",
+                        "arch": "all",
+                        "dataset": "all",
+                        "measure": "{measure}",
+                    },
+                )
+                for kind in GRID_KINDS
             )
         ),
     log:
-        "results/logs/figure_grid/{experiment}/{kind}_{measure}.log",
-    wildcard_constraints:
-        kind="curves|collapse",
+        "results/logs/figure_grid/{experiment}/{measure}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        kinds=" ".join(GRID_KINDS),
+        pngs=lambda w, output: [f for f in output if f.endswith(".png")],
     shell:
-        "{PY} -m workflow_scripts.figures grid --kind {wildcards.kind} --curves {input.curves} "
-        "--optima {input.optima} --fit {input.fits} --out {output[0]} > {log} 2>&1"
+        "{PY} -m workflow_scripts.figures grid --kind {params.kinds} --curves {input.curves} "
+        "--optima {input.optima} --fit {input.fits} --out {params.pngs} > {log} 2>&1"

@@ -1,6 +1,6 @@
 # Exponent fits with bootstrap intervals, their sensitivity to the analysis choices, and Table 1
 # per experiment.
-SENSITIVITY_KEYS = ("min_seeds", "P_min", "P_max", "bootstrap", "sensitivity")
+SENSITIVITY_KEYS = ("min_seeds", "P_min", "P_max", "censored", "bootstrap", "sensitivity")
 
 
 rule fit:

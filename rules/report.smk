@@ -5,10 +5,11 @@ report: "../report/workflow.rst"
 
 
 def numbers_fits():
-    """Every fit.json of the run: each experiment's (arch, dataset, measure), and the perceptron's."""
+    """Every fit.json `rule all` makes: each (not deferred) experiment's (arch, dataset, measure),
+    and the perceptron's."""
     fits = [
         FIT.format(experiment=e, arch=a, dataset=d, measure=m)
-        for e in CONFIG["experiments"]
+        for e in all_experiments()
         for a, d, m in analysis_outputs(e)
     ]
     if globals().get("PERCEPTRON") is not None:  # rules/perceptron.smk, when included

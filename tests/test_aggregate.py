@@ -80,7 +80,7 @@ def test_schema_counts_and_provenance(tmp_path, synthetic_dir):
     assert meta["config"] == SETTINGS
     # per-P counts: 4 seeds each, the diverged one at P=300 excluded and counted
     assert meta["per_P"]["300"] == {"files": 5, "used": 4, "diverged": 1, "excluded_other": 0,
-                                    "dropped_nonmonotone_rows": 12}
+                                    "dropped_nonmonotone_rows": 12, "censored": 0}
     assert meta["per_P"]["100"]["diverged"] == 0
     div = optima[optima["seed"] == 99].iloc[0]
     assert div["status"] == "diverged" and not div["used"] and div["excluded"] == "diverged"
@@ -160,8 +160,10 @@ def test_bad_rows_dropped_and_unusable_seeds_excluded(tmp_path):
     assert o.loc[0, "lambda_min"] == 1 and o.loc[0, "lambda_max"] == 8
     assert not o.loc[1, "used"] and o.loc[1, "excluded"] == "fewer than 2 increasing-λ rows"
     assert not o.loc[2, "used"] and o.loc[2, "excluded"] == "no finite rows"
+    # seed 0's minimum is its last usable row (λ = 8): censored, and counted
+    assert o.loc[0, "censored"] and not o.loc[1, "censored"]
     assert meta["per_P"]["20"] == {"files": 3, "used": 1, "diverged": 0, "excluded_other": 2,
-                                   "dropped_nonmonotone_rows": 0}
+                                   "dropped_nonmonotone_rows": 0, "censored": 1}
 
 
 def test_all_diverged_writes_empty_curves(tmp_path):

@@ -85,11 +85,11 @@ def test_overrides_resolve_per_arch_and_dataset():
 def test_cells_cli_prints_resolved_cells():
     out = subprocess.run([sys.executable, "-m", "workflow_scripts.config", "cells",
                           str(REPO / "config" / "quick.yaml"), "--experiment", "main", "--arch",
-                          "cnn", "--dataset", "digits", "--P", "150", "--seeds", "0", "3"],
+                          "cnn", "--dataset", "digits", "--P", "200", "--seeds", "0", "2"],
                          capture_output=True, text=True, check=True)
     cells = json.loads(out.stdout)
-    assert [c["seed"] for c in cells] == [0, 3] and all(c["P"] == 150 for c in cells)
-    assert cfg.cell_id(cells[1]) == "main/cnn/digits/P150/seed3"
+    assert [c["seed"] for c in cells] == [0, 2] and all(c["P"] == 200 for c in cells)
+    assert cfg.cell_id(cells[1]) == "main/cnn/digits/P200/seed2"
     bad = subprocess.run([sys.executable, "-m", "workflow_scripts.config", "cells",
                           str(REPO / "config" / "quick.yaml"), "--experiment", "main", "--arch",
                           "cnn", "--dataset", "digits", "--P", "151", "--seeds", "0"],

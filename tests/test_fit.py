@@ -242,7 +242,7 @@ def test_cli_writes_fit_json_with_provenance(aggregate_files):
                             "measure": "spectral_complexity"}
     assert res["settings"] == {"window": {"x_left": 0.2, "x_right": 0.8}, "P_min": None,
                                "P_max": None, "gamma1_P_min": None, "min_seeds": 2,
-                               "estimator": "ours",
+                               "estimator": "ours", "censored": "exclude",
                                "bootstrap": {"n": 200, "seed": 0, "level": 0.95}}
     ins = {d["path"]: d["sha256"] for d in res["provenance"]["inputs"]}
     assert ins == {str(curves): provenance.sha256_file(curves),

@@ -20,6 +20,11 @@ How each seed is treated
       outside the seed's own λ range are NaN (never extrapolated).
     * The optimum (λ*, ε*, step*) is the evaluation row with the smallest test error among the
       rows with finite λ > 0 and finite test error (earliest row on ties), read from the raw rows.
+    * The optimum is ``censored`` (``censored_optimum``) when it is the last logged point, or its λ*
+      is within CENSOR_TOLERANCE (5%) of the last logged point's λ: training stopped before the
+      error was seen to turn up in λ. λ* and ε* are then where training
+      ended, not where the error is lowest; the fits leave such seeds out by default
+      (``analysis.censored`` in fit.py).
 
 The grid: for each P, ``grid_points`` points evenly spaced in log λ between the smallest and the
 largest λ reached by any used seed of that P (so every P gets the full resolution).
@@ -52,13 +57,16 @@ recomputes them from the "seed" rows (it needs them per bootstrap resample).
     excluded              str      "" if used, else the reason ("diverged", "no finite rows", ...)
     n_rows                int64    rows in the trajectory
     n_dropped_nonmonotone int64    rows dropped to keep λ increasing
+    censored              bool     the minimum is censored by the end of training
+                                   (``censored_optimum``; False if excluded)
     lambda_min, lambda_max float64 the λ range of the kept (envelope) rows
     cell_id, path         str      the trajectory's cell id and the file it was read from
 
 Both footers (key ``scaling_dynamics``, see ``io.write_parquet``) hold the provenance block
 (``provenance.provenance``: the analysis settings as ``config``, every input file with its sha256)
 plus ``schema`` ("aggregate/1"), ``group`` ({experiment, arch, dataset, measure}) and ``per_P``
-(files, used, diverged, other exclusions and dropped non-monotone rows for each P).
+(files, used, diverged, other exclusions, dropped non-monotone rows and censored used seeds for
+each P) and ``censor_tolerance``.
 """
 from __future__ import annotations
 
@@ -76,10 +84,14 @@ from . import io, provenance
 from .trajectory import read_trajectory
 
 SCHEMA = "aggregate/1"
+# A minimum within this (relative) distance in λ of the last logged point is censored: less than one
+# evaluation interval late in training (λ grows ~5-10% between the last logged points of a quick run).
+CENSOR_TOLERANCE = 0.05
 CURVE_COLUMNS = ("kind", "P", "seed", "grid_index", "log_lambda", "lambda", "test_error", "sem",
                  "n_seeds", "masked")
 OPTIMA_COLUMNS = ("P", "seed", "lambda_star", "eps_star", "step_star", "status", "used", "excluded",
-                  "n_rows", "n_dropped_nonmonotone", "lambda_min", "lambda_max", "cell_id", "path")
+                  "n_rows", "n_dropped_nonmonotone", "censored", "lambda_min", "lambda_max", "cell_id",
+                  "path")
 GROUP_KEYS = ("experiment", "arch", "dataset")
 
 
@@ -137,6 +149,7 @@ class SeedCurve:
     log_lambda: np.ndarray      # increasing envelope, strictly increasing
     test_error: np.ndarray      # matching test errors
     n_dropped_nonmonotone: int
+    censored: bool = False
     lambda_star: float = math.nan
     eps_star: float = math.nan
     step_star: int | None = None
@@ -147,6 +160,28 @@ class SeedCurve:
     @property
     def used(self) -> bool:
         return self.excluded == ""
+
+
+def censored_optimum(lam, err, tolerance: float = CENSOR_TOLERANCE) -> bool:
+    """Whether the test-error minimum of one learning curve is censored by the end of training.
+
+    ``lam`` and ``err`` are the logged λ and test error in training order (rows with non-finite or
+    non-positive λ or non-finite error are ignored). The minimum (earliest on ties) is censored when
+    it is the last usable row, or |log(λ_last/λ*)| ≤ log(1 + tolerance), λ_last the last usable
+    row's λ: training stopped (or λ stalled) too close to it in λ for the error to be seen rising.
+    A minimum that λ later fell well below (weight decay) is not censored: the error rose after it. The one
+    definition: the aggregate calls it per seed, and an import of external curves (the authors'
+    published seed means) should call it on each curve too. False when no row is usable."""
+    if tolerance < 0:
+        raise ValueError(f"censor tolerance must be >= 0, got {tolerance}")
+    lam, err = np.asarray(lam, dtype=float), np.asarray(err, dtype=float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(lam) & (lam > 0) & np.isfinite(err)
+    if not ok.any():
+        return False
+    lam, err = lam[ok], err[ok]
+    i = int(np.argmin(err))
+    return bool(i == len(lam) - 1 or abs(math.log(lam[-1] / lam[i])) <= math.log1p(tolerance))
 
 
 def increasing_envelope(log_lam: np.ndarray) -> np.ndarray:
@@ -189,6 +224,7 @@ def reduce_arrays(lam, err, steps, P: int, seed: int, status: str = "completed",
         return sc
     i = int(np.argmin(np.where(ok, err, np.inf)))  # argmin returns the earliest on ties
     sc.lambda_star, sc.eps_star, sc.step_star = float(lam[i]), float(err[i]), int(steps[i])
+    sc.censored = censored_optimum(lam, err)
     ll, ee = np.log(lam[ok]), err[ok]
     keep = increasing_envelope(ll)
     sc.n_dropped_nonmonotone = int((~keep).sum())
@@ -292,6 +328,7 @@ def aggregate(curves: list[SeedCurve], settings: dict) -> tuple[pd.DataFrame, pd
         "excluded": [c.excluded for c in curves],
         "n_rows": pd.array([c.n_rows for c in curves], dtype="int64"),
         "n_dropped_nonmonotone": pd.array([c.n_dropped_nonmonotone for c in curves], dtype="int64"),
+        "censored": [bool(c.censored and c.used) for c in curves],
         "lambda_min": [c.lambda_min for c in curves],
         "lambda_max": [c.lambda_max for c in curves],
         "cell_id": [c.cell_id for c in curves],
@@ -304,6 +341,7 @@ def aggregate(curves: list[SeedCurve], settings: dict) -> tuple[pd.DataFrame, pd
             "diverged": int((sub["excluded"] == "diverged").sum()),
             "excluded_other": int(((~sub["used"]) & (sub["excluded"] != "diverged")).sum()),
             "dropped_nonmonotone_rows": int(sub["n_dropped_nonmonotone"].sum()),
+            "censored": int((sub["used"] & sub["censored"]).sum()),
         }
     return curves_df, optima, per_P
 
@@ -342,7 +380,7 @@ def run(inputs, measure: str, settings: dict, out_curves, out_optima, experiment
         group["trained_by"], group["experiment"] = group["experiment"], experiment
     curves_df, optima_df, per_P = aggregate(curves, settings)
     meta = provenance.provenance(config=settings, inputs=files, schema=SCHEMA, group=group,
-                                 per_P=per_P, stage="aggregate",
+                                 per_P=per_P, censor_tolerance=CENSOR_TOLERANCE, stage="aggregate",
                                  **provenance.record("aggregate", group["experiment"]))
     io.write_parquet(curves_df, out_curves, meta)
     io.write_parquet(optima_df, out_optima, meta)
@@ -367,7 +405,7 @@ def main(argv=None) -> int:
     for P, c in summary["per_P"].items():
         print(f"P={P}: {c['used']}/{c['files']} seeds used, {c['diverged']} diverged, "
               f"{c['excluded_other']} excluded otherwise, {c['dropped_nonmonotone_rows']} "
-              "non-monotone rows dropped", file=sys.stderr)
+              f"non-monotone rows dropped, {c['censored']} censored minima", file=sys.stderr)
     return 0
 
 

@@ -159,6 +159,7 @@ def check_semantics(config: dict) -> None:
         raise ConfigError(f"config key targets.table1_experiment: unknown experiment {table1!r} "
                           f"(the experiment of the fig_main and table1 targets); allowed: "
                           f"{sorted(experiments)}")
+    deferred_experiments(config)
     pub = config["published"]
     if pub["dir"] is not None and pub["experiment"] not in experiments:
         raise ConfigError(f"config key published.experiment: unknown experiment "
@@ -326,6 +327,27 @@ def resolve_cell(config, experiment, arch, dataset, P, seed) -> dict:
         "data": {"val_size": config["data"]["val_size"][dataset],
                  "split_seed": config["data"]["split_seed"]},
     }
+
+
+def deferred_experiments(config: dict) -> list[str]:
+    """Experiments `rule all` leaves out (``targets.deferred``), built by their own named target,
+    with every ablation that shows one of them; [] when nothing is deferred."""
+    deferred = config["targets"].get("deferred")
+    if not deferred:
+        return []
+    unknown = [e for e in deferred["experiments"] if e not in config["experiments"]]
+    if unknown:
+        raise ConfigError(f"config key targets.deferred.experiments: unknown {unknown}; "
+                          f"allowed: {sorted(config['experiments'])}")
+    kept = [e for e in config["experiments"] if e not in deferred["experiments"]]
+    needed = {config["experiments"][e]["reuse"] for e in kept} - {None}
+    if needed & set(deferred["experiments"]):
+        raise ConfigError(f"config key targets.deferred.experiments: {sorted(needed & set(deferred['experiments']))} "
+                          "train for an experiment `rule all` builds (reuse); defer both or neither")
+    if not kept:
+        raise ConfigError("config key targets.deferred.experiments: defers every experiment; "
+                          "`rule all` would build none")
+    return list(deferred["experiments"])
 
 
 def training_grid(config) -> list[dict]:

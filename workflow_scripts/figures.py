@@ -6,6 +6,9 @@ sidecar ``<out>.json`` holding the provenance (inputs with sha256) and the numbe
 optima, fitted exponents and intervals, line parameters): the audit walks from the picture back to
 the trajectories. Lines are drawn from fit.json (never refitted here); the predicted line's intercept
 is the least-squares one that fit.py stored. Matplotlib runs on the Agg backend (no display).
+Censored minima (``aggregate.censored_optimum``: training stopped before the error turned up) are
+drawn as open markers: a seed's λ*, and a P's optimum when censored seeds entered it (the fit
+included them, or dropped the P for lack of uncensored seeds, or there is no fit).
 """
 from __future__ import annotations
 
@@ -105,6 +108,22 @@ class Panel:
         lam, err, _ = self.curve(P)
         return curve_minimum(lam, err)
 
+    def censored_seeds(self, P) -> int:
+        """Used seeds of P whose minimum is censored (0 for aggregates without the column)."""
+        o = self.optima[self.optima["P"] == P]
+        if "used" in o:
+            o = o[o["used"].astype(bool)]
+        return int(o["censored"].fillna(False).astype(bool).sum()) if "censored" in o else 0
+
+    def optimum_censored(self, P) -> bool:
+        """Whether P's optimum as drawn rests on censored seeds: the fit excluded them, unless it
+        included them or dropped P (then the drawn optimum is the mean curve's, all seeds)."""
+        if not self.censored_seeds(P):
+            return False
+        block = (self.fit or {}).get("censored") or {}
+        dropped = {d["P"] for d in block.get("dropped_P") or []}
+        return block.get("setting") != "exclude" or P in dropped
+
     def norm(self):
         if not self.Ps:
             return LogNorm(vmin=1, vmax=10)
@@ -166,10 +185,12 @@ def draw_curves(ax, panel: Panel, fig=None, legend=True) -> dict:
         s = np.where(np.isfinite(sem), sem, 0.0)
         ax.fill_between(lam, err - s, err + s, color=c, alpha=0.25, lw=0)
         lo, eo = panel.optimum(P)
+        censored = panel.optimum_censored(P)
         if math.isfinite(lo):
-            ax.plot([lo], [eo], "o", color=c, ms=4, mec="k", mew=0.5, zorder=5)
+            ax.plot([lo], [eo], "o", color=c, ms=4, mec="k", mew=0.5, zorder=5,
+                    mfc="none" if censored else c)
         shown[str(P)] = {"lambda_opt": lo, "eps_opt": eo, "n_points": int(len(lam)),
-                         "lambda_range": [float(lam[0]), float(lam[-1])]}
+                         "lambda_range": [float(lam[0]), float(lam[-1])], "censored": censored}
     _log_or_note(ax, bool(shown), y=False)
     ax.set_xlabel(panel.lambda_label())
     ax.set_ylabel("test error ε (fraction misclassified)")
@@ -252,15 +273,24 @@ def draw_scaling(ax_lam, ax_eps, panel: Panel) -> dict:
     if "used" in opt:
         opt = opt[opt["used"].astype(bool)]
     opt = opt[np.isfinite(opt["lambda_star"].to_numpy(float)) & (opt["lambda_star"] > 0)]
-    ax_lam.scatter(opt["P"], opt["lambda_star"], s=8, color="0.65", alpha=0.7, zorder=1,
-                   label="λ* of each seed")
-    rows = [(P, *panel.optimum(P), _per_P(fit, P)) for P in panel.Ps]
+    cens = (opt["censored"].fillna(False).astype(bool) if "censored" in opt
+            else pd.Series(False, index=opt.index))
+    ax_lam.scatter(opt["P"][~cens], opt["lambda_star"][~cens], s=8, color="0.65", alpha=0.7,
+                   zorder=1, label="λ* of each seed")
+    if cens.any():
+        ax_lam.scatter(opt["P"][cens], opt["lambda_star"][cens], s=12, facecolors="none",
+                       edgecolors="0.45", lw=0.8, zorder=1, label="λ* censored (training ended)")
+    rows = [(P, *panel.optimum(P), _per_P(fit, P), panel.optimum_censored(P)) for P in panel.Ps]
     rows = [r for r in rows if math.isfinite(r[1]) and math.isfinite(r[2])]
     Pv = np.array([r[0] for r in rows], float)
     _errbar(ax_lam, Pv, [r[1] for r in rows], [r[3].get("lambda_opt_ci") for r in rows], fmt="o",
             color="navy", ms=5, zorder=3, label=f"λ_opt of the mean curve{ci}")
+    _open_markers(ax_lam, [(r[0], r[1]) for r in rows if r[4]])
     out = {"lambda_opt": {str(int(r[0])): r[1] for r in rows},
-           "lambda_star": [[int(P), float(v)] for P, v in zip(opt["P"], opt["lambda_star"])]}
+           "lambda_star": [[int(P), float(v)] for P, v in zip(opt["P"], opt["lambda_star"])],
+           "lambda_star_censored": [[int(P), float(v)] for P, v in zip(opt["P"][cens],
+                                                                       opt["lambda_star"][cens])],
+           "optimum_censored": {str(int(r[0])): r[4] for r in rows}}
     rng = fit.get("P_used") or {}
     if ok:
         l2 = fit["lines"]["lambda_opt"]
@@ -279,6 +309,7 @@ def draw_scaling(ax_lam, ax_eps, panel: Panel) -> dict:
 
     _errbar(ax_eps, Pv, [r[2] for r in rows], [r[3].get("eps_opt_ci") for r in rows], fmt="o",
             color="navy", ms=5, zorder=3, label=f"ε_opt, minimum of the mean curve{ci}")
+    _open_markers(ax_eps, [(r[0], r[2]) for r in rows if r[4]])
     out["eps_opt"] = {str(int(r[0])): r[2] for r in rows}
     if ok:
         Pr = rng.get("gamma_meas") or list(Pv)
@@ -298,6 +329,14 @@ def draw_scaling(ax_lam, ax_eps, panel: Panel) -> dict:
     ax_eps.grid(True, which="major", alpha=0.3)
     ax_eps.legend(fontsize=7, frameon=False)
     return out
+
+
+def _open_markers(ax, points) -> None:
+    """White out the filled markers of censored optima (drawn over them: open marker, same place)."""
+    if points:
+        P, v = zip(*points)
+        ax.plot(P, v, "o", ms=5, mfc="white", mec="navy", mew=1.2, zorder=4, ls="none",
+                label="open: censored minimum (training ended)")
 
 
 def _plain(v, _pos=None) -> str:
@@ -404,12 +443,14 @@ def _variant_label(v, variants) -> str:
     return " · ".join(parts)
 
 
-def fig_grid(kind, curves, optima, fits, out):
+def fig_grid(kind, curves, optima, fits, out, panels=None):
+    """One grid figure; ``panels`` (already loaded) lets one job draw several kinds from one read."""
     if len(curves) != len(optima):
         raise ValueError(f"grid: {len(curves)} --curves but {len(optima)} --optima (pair them in order)")
     if fits and len(fits) != len(curves):
         raise ValueError(f"grid: {len(fits)} --fit for {len(curves)} --curves (pair them in order)")
-    panels = [Panel(c, o, fits[i] if fits else None) for i, (c, o) in enumerate(zip(curves, optima))]
+    if panels is None:
+        panels = [Panel(c, o, fits[i] if fits else None) for i, (c, o) in enumerate(zip(curves, optima))]
     rows, cols, cells, variants = grid_layout(panels)
     where = {}
     for p, cell in zip(panels, cells):
@@ -472,11 +513,12 @@ def main(argv=None) -> int:
     e.add_argument("--fit", required=True)
     e.add_argument("--out-dir", required=True, help="writes curves.png, collapse.png, scaling.png")
     d = sub.add_parser("grid", help="arch × dataset grid of curves or collapses (paper Figs. 3–4)")
-    d.add_argument("--kind", choices=("curves", "collapse"), required=True)
+    d.add_argument("--kind", choices=("curves", "collapse"), nargs="+", required=True,
+                   help="one or both kinds, drawn in one process from one read of the inputs")
     d.add_argument("--curves", nargs="+", required=True)
     d.add_argument("--optima", nargs="+", required=True)
     d.add_argument("--fit", nargs="*", default=[])
-    d.add_argument("--out", required=True)
+    d.add_argument("--out", nargs="+", required=True, help="one PNG per --kind, in the same order")
     args = ap.parse_args(argv)
     if args.cmd == "curves":
         fig_curves(args.curves, args.optima, args.out, args.fit)
@@ -490,7 +532,15 @@ def main(argv=None) -> int:
         fig_collapse(args.curves, args.optima, args.fit, out / "collapse.png")
         fig_scaling(args.optima, args.fit, out / "scaling.png", args.curves)
     else:
-        fig_grid(args.kind, args.curves, args.optima, args.fit, args.out)
+        if len(args.out) != len(args.kind):
+            ap.error(f"grid: {len(args.kind)} --kind but {len(args.out)} --out (one PNG per kind)")
+        panels = None
+        for kind, out in zip(args.kind, args.out):
+            if panels is None and len(args.curves) == len(args.optima) \
+                    and (not args.fit or len(args.fit) == len(args.curves)):
+                panels = [Panel(c, o, args.fit[i] if args.fit else None)
+                          for i, (c, o) in enumerate(zip(args.curves, args.optima))]
+            fig_grid(kind, args.curves, args.optima, args.fit, out, panels)
     return 0
 
 

@@ -29,6 +29,15 @@ the simulation of ``simulate_seeds`` with 20 seeds, 10k test examples) where the
 optimum stayed within 0.005. Likewise the minimum of a noisy mean curve is biased low, a little more
 where ε is small, so γ_meas can be inflated by a few 0.001 (same simulation: +0.001 to +0.003).
 
+Censored minima (``analysis.censored``, default ``exclude``): a seed whose minimum is censored by
+the end of training (the aggregate's ``censored`` column, ``aggregate.censored_optimum``) has λ*, ε*
+where training stopped, not where the error is lowest, and its curve's λ/λ_opt coordinates would be
+wrong too. With ``exclude`` such seeds are left out of every quantity above (the mean curves, hence
+λ_opt, ε_opt, γ₁, γ₂, γ_meas), and a P left with fewer than ``min_seeds`` uncensored seeds is dropped,
+with the reason, under ``censored`` in fit.json. ``include`` keeps them (the behaviour before). The
+authors' estimator always includes them, as their notebook did, and says so in its ``censored``
+block.
+
 Bootstrap: for each replicate, the seeds of each P are resampled with replacement (same count) and
 every quantity above is recomputed; the masking pattern (which grid points have ≥ min_seeds seeds)
 is that of the full data, so resamples vary the values, not the domain. Intervals are percentile
@@ -53,7 +62,8 @@ and Table 1 shows the reason. Invalid settings (e.g. x_left ≥ x_right) are a V
 configuration bug that must stop the run.
 
 fit.json: schema "fit/1", status, reason, group {experiment, arch, dataset, measure}, settings used
-(window, P_min, P_max, min_seeds, bootstrap n, seed, level), P_used per exponent, estimates
+(window, P_min, P_max, min_seeds, censored, bootstrap n, seed, level), censored (the setting
+applied, per P the seeds and censored seeds, the P values dropped and why), P_used per exponent, estimates
 {name: {value, ci_low, ci_high, se, n_valid}} for gamma1, gamma2, gamma_meas, gamma_pred,
 gamma_pred_minus_meas, k1, k2, k_meas, pred_log_intercept; per_P rows (λ_opt, ε_opt with bootstrap
 intervals, geometric mean of λ*_s, seeds, window points); lines (the fitted and predicted lines the
@@ -96,6 +106,8 @@ class FitData:
     log_lambda_star: list[np.ndarray]     # per P: (S_P,) log λ*_s, NaN = none
     eps_star: list[np.ndarray]            # per P: (S_P,) ε*_s, NaN = none
     seeds: list[np.ndarray] = field(default_factory=list)
+    # per P: (S_P,) bool, the seed's minimum is censored by the end of training (empty: none)
+    censored: list[np.ndarray] = field(default_factory=list)
     # published seed means (workflow_scripts/published.py): one curve per P, no seeds to resample
     published: bool = False
 
@@ -109,9 +121,26 @@ class FitData:
             S = len(self.log_lambda_star[i])
             if self.curves[i].shape != (S, len(self.grids[i])) or len(self.eps_star[i]) != S:
                 raise ValueError(f"FitData: inconsistent shapes at P={self.P[i]}")
+        if not self.censored:
+            self.censored = [np.zeros(len(s), dtype=bool) for s in self.log_lambda_star]
+        self.censored = [np.asarray(c, dtype=bool) for c in self.censored]
+        if [len(c) for c in self.censored] != [len(s) for s in self.log_lambda_star]:
+            raise ValueError("FitData.censored must hold one flag per seed of each P")
+
+    def subset(self, keep_P: np.ndarray, keep_seeds: list[np.ndarray]) -> "FitData":
+        """The P values where keep_P, each with the seeds where keep_seeds[i] (both boolean)."""
+        idx = np.flatnonzero(keep_P)
+        pick = {name: [getattr(self, name)[i][keep_seeds[i]] for i in idx]
+                for name in ("curves", "log_lambda_star", "eps_star", "censored")}
+        seeds = [self.seeds[i][keep_seeds[i]] for i in idx] if self.seeds else []
+        return FitData(P=self.P[idx], grids=[self.grids[i] for i in idx], seeds=seeds,
+                       published=self.published, **pick)
 
 
 ESTIMATORS = ("ours", "authors")
+CENSORED = ("exclude", "include")
+AUTHORS_CENSORED = ("the authors' estimator keeps every seed, censored minima included, as their "
+                    "notebook did")
 # window: auto (``auto_window``): the widest stretch of the descending branch where the local
 # log-slope of ε̄/ε_opt stays within AUTO_TOLERANCE (relative) of its median over the stretch.
 AUTO_TOLERANCE = 0.15
@@ -132,6 +161,7 @@ class Settings:
     estimator: str = "ours"       # the primary estimator: "ours" or "authors"
     also: tuple = ()              # further estimators reported beside it ("both")
     gamma1_P_min: float | None = None
+    censored: str = "exclude"     # seeds with a censored minimum: "exclude" or "include" (CENSORED)
 
     @property
     def auto(self) -> bool:
@@ -149,6 +179,10 @@ class Settings:
         estimator = s.get("estimator") or "ours"
         if estimator not in (*ESTIMATORS, "both"):
             raise ValueError(f"estimator must be one of {[*ESTIMATORS, 'both']}, got {estimator!r}")
+        censored = s.get("censored") or "exclude"
+        if censored not in CENSORED:
+            raise ValueError(f"analysis setting 'censored' must be one of {list(CENSORED)}, "
+                             f"got {censored!r}")
         if window == "auto":
             x_left = x_right = None
         elif isinstance(window, dict):
@@ -164,7 +198,7 @@ class Settings:
                   level=float(boot.get("level", 0.95)),
                   estimator="ours" if estimator == "both" else estimator,
                   also=("authors",) if estimator == "both" else (),
-                  gamma1_P_min=s.get("gamma1_P_min"))
+                  gamma1_P_min=s.get("gamma1_P_min"), censored=censored)
         if not out.auto and not 0 <= out.x_left < out.x_right <= 1:
             raise ValueError(f"window must satisfy 0 <= x_left < x_right <= 1 (the descending branch; "
                              f"x_left 0 = no lower bound), got x_left={out.x_left}, x_right={out.x_right}")
@@ -196,6 +230,7 @@ class Settings:
         return {"window": "auto" if self.auto else {"x_left": self.x_left, "x_right": self.x_right},
                 "P_min": self.P_min, "P_max": self.P_max, "gamma1_P_min": self.gamma1_P_min,
                 "min_seeds": self.min_seeds, "estimator": "both" if self.also else self.estimator,
+                "censored": self.censored,
                 "bootstrap": {"n": self.n_boot, "seed": self.seed, "level": self.level}}
 
 
@@ -214,7 +249,8 @@ def fit_data_from_frames(curves: pd.DataFrame, optima: pd.DataFrame, published: 
     if "used" in opt:
         opt = opt[opt["used"].astype(bool)]
     Ps = sorted(set(rows["P"].astype(int)) | set(opt["P"].astype(int)))
-    data = {"P": [], "grids": [], "curves": [], "log_lambda_star": [], "eps_star": [], "seeds": []}
+    data = {"P": [], "grids": [], "curves": [], "log_lambda_star": [], "eps_star": [], "seeds": [],
+            "censored": []}
     for P in Ps:
         r = rows[rows["P"] == P]
         o = opt[opt["P"] == P]
@@ -237,14 +273,18 @@ def fit_data_from_frames(curves: pd.DataFrame, optima: pd.DataFrame, published: 
             grid, mat = np.zeros(0), np.zeros((len(seeds), 0))
         lam = np.full(len(seeds), np.nan)
         eps = np.full(len(seeds), np.nan)
+        cens = np.zeros(len(seeds), dtype=bool)
         idx = {s: i for i, s in enumerate(seeds)}
+        if "censored" in o:  # absent or null (files written before it, published ones): not censored
+            for s, c in zip(o["seed"].astype(int), o["censored"]):
+                cens[idx[s]] = bool(c) if not pd.isna(c) else False
         for s, ls, es in zip(o["seed"].astype(int), o["lambda_star"].to_numpy(dtype=float),
                              o["eps_star"].to_numpy(dtype=float)):
             with np.errstate(divide="ignore", invalid="ignore"):
                 lam[idx[s]] = np.log(ls) if ls > 0 else np.nan
             eps[idx[s]] = es
         mat[~np.isfinite(mat)] = np.nan
-        for k, v in zip(data, (P, grid, mat, lam, eps, seeds)):
+        for k, v in zip(data, (P, grid, mat, lam, eps, seeds, cens)):
             data[k].append(v)
     return FitData(**data, published=published)
 
@@ -747,8 +787,36 @@ def _strip(res: dict) -> dict:
     return {k: v for k, v in res.items() if k not in ("settings", "by_estimator")}
 
 
+def apply_censoring(data: FitData, st: Settings, estimator: str) -> tuple[FitData, dict]:
+    """The data a fit uses and fit.json's ``censored`` block (module docstring: censored minima).
+
+    exclude (ours): censored seeds are dropped; so is a P left with fewer than min_seeds seeds,
+    with the reason. include, and always the authors' estimator: the data unchanged."""
+    mode = "include" if estimator == "authors" else st.censored
+    per_P = [{"P": int(P), "seeds": int(len(c)), "censored": int(c.sum())}
+             for P, c in zip(data.P, data.censored)]
+    block = {"setting": mode, "per_P": per_P, "dropped_P": []}
+    if estimator == "authors":
+        block["note"] = AUTHORS_CENSORED
+    if mode == "include" or not any(c.any() for c in data.censored):
+        return data, block
+    keep_seeds = [~c for c in data.censored]
+    keep_P = np.array([k.sum() >= st.min_seeds for k in keep_seeds], dtype=bool)
+    for row, k in zip(per_P, keep_P):
+        if not k:
+            left = row["seeds"] - row["censored"]
+            block["dropped_P"].append({"P": row["P"], "reason": (
+                f"{row['censored']} of {row['seeds']} seeds have a censored minimum; the "
+                f"{left} left are fewer than min_seeds={st.min_seeds}")})
+    if not keep_P.any():
+        raise FitError(f"every P has fewer than min_seeds={st.min_seeds} seeds whose minimum is not "
+                       "censored by the end of training (analysis.censored: exclude); train longer")
+    return data.subset(keep_P, keep_seeds), block
+
+
 def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
     st_in = st
+    data, censored = apply_censoring(data, st, estimator)
     st = resolve_window(data, st)
     point = _replicates(data, st, _unit_weights(data), estimator)
     _check_point(point, data, st)
@@ -798,8 +866,18 @@ def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
         settings["window_resolved"] = {"x_left": st.x_left, "x_right": st.x_right,
                                        "rule": "auto", "tolerance": AUTO_TOLERANCE}
     return {"status": "ok", "reason": None, "estimator": estimator, "settings": settings,
-            "P_used": P_used, "estimates": estimates, "per_P": per_P, "lines": lines,
+            "censored": censored, "P_used": P_used, "estimates": estimates, "per_P": per_P, "lines": lines,
             "regressions": regressions, "bootstrap": bootstrap}
+
+
+def _censored_summary(data: FitData, st: Settings) -> dict:
+    """The ``censored`` block of an impossible fit: what exclusion would drop (it may be why)."""
+    try:
+        return apply_censoring(data, st, st.estimator)[1]
+    except FitError as exc:
+        return {"setting": st.censored, "reason": str(exc),
+                "per_P": [{"P": int(P), "seeds": int(len(c)), "censored": int(c.sum())}
+                          for P, c in zip(data.P, data.censored)]}
 
 
 def _min_x(data: FitData, point: dict) -> float | None:
@@ -817,6 +895,7 @@ def run(curves_path, optima_path, settings: dict, out) -> dict:
         result = estimate(data, st)
     except FitError as exc:
         result = {"status": "impossible", "reason": str(exc), "settings": st.as_dict(),
+                  "censored": _censored_summary(data, st),
                   "estimates": None, "per_P": describe(data, st), "lines": None, "P_used": None,
                   "bootstrap": {"n": st.n_boot, "seed": st.seed, "level": st.level}}
         if exc.by_estimator:
@@ -939,11 +1018,12 @@ def fit_data_from_seed_curves(seeds, grid_points: int) -> FitData:
     """FitData straight from aggregate.SeedCurve objects (same numbers as the written aggregate)."""
     interp = interpolate_seeds(seeds, grid_points)
     Ps = sorted(interp)
-    lam, eps = [], []
+    lam, eps, cens = [], [], []
     for P in Ps:
         by_seed = {c.seed: c for c in seeds if c.used and c.P == P}
         ids = interp[P][2]
         lam.append(np.log(np.array([by_seed[s].lambda_star for s in ids])))
         eps.append(np.array([by_seed[s].eps_star for s in ids]))
+        cens.append(np.array([by_seed[s].censored for s in ids], dtype=bool))
     return FitData(P=np.array(Ps), grids=[interp[P][0] for P in Ps], curves=[interp[P][1] for P in Ps],
-                   log_lambda_star=lam, eps_star=eps, seeds=[interp[P][2] for P in Ps])
+                   log_lambda_star=lam, eps_star=eps, seeds=[interp[P][2] for P in Ps], censored=cens)

@@ -5,6 +5,9 @@ fit.json files (``fit.py``) as CSV (every number at full precision, for machines
 README and reviews) and LaTeX (booktabs, for the manuscript), with a ``<prefix>.json`` sidecar that
 holds the rows and the provenance (each fit.json with its sha256). A fit whose status is
 "impossible" still gets its row, with the reason, so a missing exponent is visible, not silent.
+Each row also says how many of its cells (seeds × P) have a minimum censored by the end of training
+(``aggregate.censored_optimum``), whether the fit left them out (``analysis.censored``) and which P
+values that dropped.
 """
 from __future__ import annotations
 
@@ -74,6 +77,7 @@ def rows_from_fits(paths, sensitivity=()) -> pd.DataFrame:
                     v = e.get(field)
                     row[f"{k}_{field}" if field != "value" else k] = math.nan if v is None else float(v)
             row["n_P"] = len((res.get("P_used") or {}).get("gamma_meas") or [])
+            row.update(censored_counts(res.get("censored") or fit.get("censored")))
             # the paper's Table 1 beside Table 1's rows, not beside a published appendix file's
             appendix = (fit.get("published") or {}).get("table") not in (None, "table1")
             pub = {} if appendix else PUBLISHED.get((row["arch"], row["dataset"]), {})
@@ -93,6 +97,27 @@ def rows_from_fits(paths, sensitivity=()) -> pd.DataFrame:
         df = df.sort_values(["experiment", "measure", "_a", "_d", "arch", "dataset", "estimator"],
                             na_position="last").drop(columns=["_a", "_d"]).reset_index(drop=True)
     return df
+
+
+def censored_counts(block: dict | None) -> dict:
+    """A fit's ``censored`` block as table columns: cells, censored cells, setting, dropped P."""
+    block = block or {}
+    per_P = block.get("per_P") or []
+    return {"n_cells": sum(r["seeds"] for r in per_P), "n_censored": sum(r["censored"] for r in per_P),
+            "censored_setting": block.get("setting") or "",
+            "censored_dropped_P": " ".join(str(d["P"]) for d in block.get("dropped_P") or [])}
+
+
+def _censored_text(r) -> str:
+    """'3/60 excluded (P 75 dropped)': censored cells of the row, and what the fit did with them."""
+    if not r.get("n_cells"):
+        return "—"
+    s = f"{int(r['n_censored'])}/{int(r['n_cells'])}"
+    if r["n_censored"] and r.get("censored_setting"):
+        s += f" {r['censored_setting']}d"
+    if r.get("censored_dropped_P"):
+        s += f" (P {r['censored_dropped_P'].replace(' ', ', ')} dropped)"
+    return s
 
 
 def _extra(df: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -143,7 +168,7 @@ def to_markdown(df: pd.DataFrame, digits: int = 2, note: str = "") -> tuple[str,
     lead = _lead(df)
     extra = _extra(df)
     head = ([c for c in lead] + ["arch", "dataset"] + [HEAD_MD[k] for k in EXPONENTS]
-            + [h for _, h, _ in extra] + ["paper γ_pred", "paper γ_meas", "paper σ", "status"])
+            + [h for _, h, _ in extra] + ["censored", "paper γ_pred", "paper γ_meas", "paper σ", "status"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     printed = []
     for _, r in df.iterrows():
@@ -152,14 +177,18 @@ def to_markdown(df: pd.DataFrame, digits: int = 2, note: str = "") -> tuple[str,
         cells = ([str(r[x]) for x in lead] + [ARCH_LABEL.get(r["arch"], str(r["arch"])),
                                               DATASET_LABEL.get(r["dataset"], str(r["dataset"]))]
                  + [c[k] for k in EXPONENTS] + [_fmt(r[col], digits=_digits(col, digits)) for col, _, _ in extra]
-                 + [_fmt(r["paper_gamma_pred"]), _fmt(r["paper_gamma_meas"]), _fmt(r["paper_sigma"]),
-                    status.replace("|", "/")])
+                 + [_censored_text(r), _fmt(r["paper_gamma_pred"]), _fmt(r["paper_gamma_meas"]),
+                    _fmt(r["paper_sigma"]), status.replace("|", "/")])
         lines.append("| " + " | ".join(cells) + " |")
         printed.append({"line": len(lines), "text": lines[-1], "cells": {k: c[k] for k in EXPONENTS}})
     level = "95%"
     lines.append("")
     lines.append(f"Values: point estimate [{level} bootstrap percentile interval, seeds resampled "
                  "within each P]. Paper: Table 1 of arXiv:2505.13230 (γ_pred / γ_meas / σ).")
+    lines.append("Censored: cells (seeds × P) whose test-error minimum is at, or within 5% in λ of, "
+                 "the last logged point (training stopped before the error turned up), and whether "
+                 "the fit excluded or included them (analysis.censored; the authors' estimator "
+                 "always includes them).")
     if any(col == "overlap_share" for col, _, _ in extra):
         lines.append("Overlap share: the fraction of the sensitivity grid (windows × γ₁ min P) where "
                      "the γ_pred and γ_meas intervals overlap.")
@@ -185,7 +214,8 @@ def to_latex(df: pd.DataFrame, digits: int = 2, note: str = "") -> tuple[str, li
     lead = _lead(df)
     extra = _extra(df)
     head = ([_tex_escape(c) for c in lead] + ["Arch.", "Dataset"] + [HEAD_TEX[k] for k in EXPONENTS]
-            + [t for _, _, t in extra] + [r"paper $\gamma_\mathrm{pred}$", r"paper $\gamma_\mathrm{meas}$", r"paper $\sigma$"])
+            + [t for _, _, t in extra] + ["censored", r"paper $\gamma_\mathrm{pred}$",
+                                          r"paper $\gamma_\mathrm{meas}$", r"paper $\sigma$"])
     out = [r"\begin{tabular}{" + "l" * (len(lead) + 2) + "c" * (len(head) - len(lead) - 2) + "}",
            r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
     printed = []
@@ -199,6 +229,7 @@ def to_latex(df: pd.DataFrame, digits: int = 2, note: str = "") -> tuple[str, li
             vals = [c[k].replace("—", "--") for k in EXPONENTS]
             shown = dict(zip(EXPONENTS, vals))
         vals += [_fmt(r[col], digits=_digits(col, digits)).replace("—", "--") for col, _, _ in extra]
+        vals.append(_tex_escape(_censored_text(r)).replace("—", "--"))
         cells = ([_tex_escape(str(r[x])) for x in lead]
                  + [ARCH_LABEL.get(r["arch"], _tex_escape(str(r["arch"]))),
                     DATASET_LABEL.get(r["dataset"], _tex_escape(str(r["dataset"])))]
