@@ -295,6 +295,7 @@ def test_files_without_k2_C2_factor_min_P_import_with_nulls(tmp_path):
     assert by["ViT_CIFAR100.npy"]["k2"] == pytest.approx(d["k2"]) and by["ViT_CIFAR100.npy"]["C2"] == 1.5
     opt, _ = published.io.read_parquet(aggregate_of(tmp_path / "out", "published", "vit", "cifar100")[1])
     assert opt["eps_star"].isna().all()  # not stored: NaN, not invented
+    assert published.io.read_json(tmp_path / "out" / "import.json") == report  # sealed, like its aggregates
 
 
 def test_import_reports_unknown_files_and_bad_input(tmp_path):
