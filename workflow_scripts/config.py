@@ -161,14 +161,14 @@ def check_semantics(config: dict) -> None:
                           f"{sorted(experiments)}")
     deferred_experiments(config)
     pub = config["published"]
-    if pub["dir"] is not None and pub["experiment"] not in experiments:
-        raise ConfigError(f"config key published.experiment: unknown experiment "
-                          f"{pub['experiment']!r} (its analysis settings refit the published "
-                          f"curves); allowed: {sorted(experiments)}")
     if pub["dir"] is not None and not Path(pub["dir"]).is_dir():
         raise ConfigError(f"config key published.dir: folder {pub['dir']!r} does not exist "
                           f"(relative to {Path.cwd()}); clone https://github.com/Francill99/deep_norm "
                           "there, or set published.dir: null")
+    if pub["dir"] is not None and pub["experiment"] not in experiments:
+        raise ConfigError(f"config key published.experiment: unknown experiment "
+                          f"{pub['experiment']!r} (its analysis settings refit the published "
+                          f"curves); allowed: {sorted(experiments)}")
     for name, exp in experiments.items():
         where = f"experiments.{name}"
         if exp["reuse"] is not None:
