@@ -4,6 +4,7 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
+from workflow_scripts import batches
 from workflow_scripts import config as cfg
 
 try:
@@ -45,7 +46,7 @@ def batch_dirs(experiment, arch, dataset):
     """Training outputs (one directory per seed batch) that feed ``experiment``'s analysis."""
     source = cfg.training_experiment(CONFIG, experiment)
     return [
-        f"results/train/{source}/{arch}/{dataset}/P{P}/{cfg.batch_name(batch)}"
+        f"results/train/{source}/{arch}/{dataset}/P{P}/{batches.batch_name(batch)}"
         for P in CONFIG["experiments"][source]["P"][dataset]
         for batch in cfg.seed_batches(CONFIG, source, arch, dataset)
     ]

@@ -18,7 +18,7 @@ if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config
     # the large-α GD runs (own N), read only by the paper-variable analysis
     PCP_LARGE_DIRS = (
         [
-            f"{PCP_DIR}/large_alpha/N{PCP_LARGE['N']}/alpha{pcp.alpha_tag(a)}/" f"{cfg.batch_name(b)}"
+            f"{PCP_DIR}/large_alpha/N{PCP_LARGE['N']}/alpha{pcp.alpha_tag(a)}/" f"{batches.batch_name(b)}"
             for a in PCP_LARGE["alphas"]
             for b in pcp.run_settings(PERCEPTRON, "large_alpha")["batches"]
         ]
@@ -33,7 +33,7 @@ if PERCEPTRON is not None:  # validated, with its own checks, by cfg.load_config
     def pcp_batch_dirs(kind, N, alphas=None):
         run = pcp_runs(kind)
         return [
-            f"{PCP_DIR}/{kind}/N{N}/alpha{pcp.alpha_tag(a)}/{cfg.batch_name(b)}"
+            f"{PCP_DIR}/{kind}/N{N}/alpha{pcp.alpha_tag(a)}/{batches.batch_name(b)}"
             for a in (run["alphas"] if alphas is None else alphas)
             for b in run["batches"]
         ]

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from . import REPO_ROOT
+from .batches import chunk_seeds
 from .datasets import DATASET_SIZES
 
 SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
@@ -292,20 +293,10 @@ def seeds(config, experiment, arch, dataset) -> list[int]:
     return sorted(_resolved(config, experiment, arch, dataset, "seeds"))
 
 
-def chunk_seeds(seeds_, per_job: int) -> list[list[int]]:
-    """Sorted seeds cut into batches of ``per_job``: what one training job trains."""
-    ordered = sorted(int(s) for s in seeds_)
-    return [ordered[i:i + per_job] for i in range(0, len(ordered), per_job)]
-
-
 def seed_batches(config, experiment, arch, dataset) -> list[list[int]]:
     """Seeds of (experiment, arch, dataset) split into the batches of its training jobs."""
     return chunk_seeds(seeds(config, experiment, arch, dataset),
                        config["experiments"][experiment]["seeds_per_job"])
-
-
-def batch_name(batch: list[int]) -> str:
-    return f"seeds{batch[0]}-{batch[-1]}"
 
 
 def cell_id(cell: dict) -> str:

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ..config import chunk_seeds
+from ..batches import chunk_seeds
 
 # ----------------------------------------------------------------------------------------------
 # constants and references
