@@ -159,10 +159,11 @@ def test_invalid_analysis_choices_name_the_key(mutation, message):
      "perceptron.theory.lambdas.max", "inf is not a finite number"),
     (lambda c: c["perceptron"]["fixed_norm"]["lambdas"].update(min=float("-inf")),
      "perceptron.fixed_norm.lambdas.min", "-inf is not a finite number"),
+    # quick.yaml trains 3 seeds per cell
     (lambda c: c["experiments"]["main"]["analysis"].update(min_seeds=9),
-     "experiments.main.analysis.min_seeds (for cnn/digits)", "9 is more than the 4 seeds"),
+     "experiments.main.analysis.min_seeds (for cnn/digits)", "9 is more than the 3 seeds"),
     (lambda c: c["experiments"]["norms"]["analysis"].update(min_seeds=6),
-     "experiments.norms.analysis.min_seeds", "more than the 4 seeds"),  # a reuse: main's seeds
+     "experiments.norms.analysis.min_seeds", "more than the 3 seeds"),  # a reuse: main's seeds
     (lambda c: c.update(published={"dir": "no/such/folder", "experiment": "main"}),
      "published.dir", "'no/such/folder' does not exist"),
 ])
