@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from . import REPO_ROOT
-from .datasets import DATASET_SIZES
+from .datasets import AUTHORS_INPUTS, DATASET_SIZES
 
 SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
 PERCEPTRON_SCHEMA = REPO_ROOT / "config" / "schema" / "perceptron.schema.yaml"
@@ -140,6 +140,9 @@ def check_semantics(config: dict) -> None:
                                   f"{exp['datasets']})")
         for arch in exp["archs"]:
             for dataset in exp["datasets"]:
+                if exp["reuse"] is None:
+                    _check_inputs(training_settings(config, name, arch, dataset), where, arch,
+                                  dataset)
                 a = analysis_settings(config, name, arch, dataset)
                 w = a["window"]
                 if w != "auto" and w["x_left"] >= w["x_right"]:
@@ -148,6 +151,15 @@ def check_semantics(config: dict) -> None:
                 if a["P_min"] is not None and a["P_max"] is not None and a["P_min"] > a["P_max"]:
                     raise ConfigError(f"config key {where}.analysis (for {arch}/{dataset}): "
                                       f"P_min={a['P_min']} > P_max={a['P_max']}")
+
+
+def _check_inputs(training: dict, where: str, arch: str, dataset: str) -> None:
+    """`authors` inputs exist only where the authors trained: MNIST and CIFAR."""
+    for key, value in (("normalization", "dataset"), ("augmentation", "none")):
+        if training[key] == "authors" and (arch, dataset) not in AUTHORS_INPUTS:
+            raise ConfigError(f"config key {where}.training.{key} (for {arch}/{dataset}): the "
+                              f"authors' protocol has no entry for {dataset!r} (their scripts "
+                              f"cover {sorted({d for _, d in AUTHORS_INPUTS})}); use {value!r}")
 
 
 def _check_reuse(experiments: dict, name: str, where: str) -> None:
