@@ -651,8 +651,9 @@ def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, ou
                     diverged_step=diverged[s], dataset_sha256=data.sha256,
                     n_params=engine.n_params, steps_per_epoch=steps_per_epoch, total_steps=total,
                     planned_eval_steps=[int(e) for e in evals],
-                    inputs={"mean": data.mean.tolist(), "std": data.std.tolist(),
-                            "augmentation": engine.augmenter.kind if engine.augmenter else None},
+                    input_protocol={"mean": data.mean.tolist(), "std": data.std.tolist(),
+                                    "augmentation": (engine.augmenter.kind if engine.augmenter
+                                                     else None)},
                     engine=opts.meta(engine.name, seeds, engine.channels_last))
         write_trajectory(pd.DataFrame(rows[s]), meta, out_paths[todo[s]])
         # small: a rerun with either engine rewrites this trajectory without training
