@@ -362,7 +362,8 @@ class StackedModels:
 class _Engine:
     """What differs between the engines, and only that: ``init`` (the seeds' data on the device,
     their models, optimiser and complexity trackers), ``step`` (one optimiser step on a batch of
-    indices per seed, returning the per-seed losses), ``evaluate`` (per-seed error and loss on a
+    indices per seed, the batch augmented for that step number if the cells ask for it, returning
+    the per-seed losses), ``evaluate`` (per-seed error and loss on a
     split) and the model/optimiser/tracker part of a checkpoint (``state_dict``,
     ``load_state_dict``). Everything else (done-checkpoints, resumption, evaluation schedule, batch
     order, recording, checkpoint timing, divergence, metadata, writing) is ``run_cells``'s.
