@@ -104,15 +104,14 @@ def crop_flip(x: torch.Tensor, top, left, flip, fill: torch.Tensor,
 def affine_grid(angle, tx, ty, height: int, width: int, device) -> torch.Tensor:
     """Sampling grid (B, H, W, 2) of torchvision's tensor ``affine`` (rotation by ``angle``
     degrees about the image centre, then translation by (tx, ty) pixels; scale 1, no shear)."""
-    rot = torch.deg2rad(angle.to(torch.float64))
+    rot = torch.deg2rad(angle.to(device=device, dtype=torch.float64))
     cos, sin = torch.cos(rot), torch.sin(rot)
-    tx, ty = tx.to(torch.float64), ty.to(torch.float64)
-    # _get_inverse_affine_matrix(center=[0, 0], angle, [tx, ty], 1, [0, 0]), rows of (x, y, 1)
-    m = torch.stack([cos, sin, -cos * tx - sin * ty,
-                     -sin, cos, sin * tx - cos * ty], 1).view(-1, 2, 3)
-    # _affine_grid: output pixel centres relative to the image centre; rescale to [-1, 1]
-    m = (m / torch.tensor([0.5 * width, 0.5 * height], dtype=torch.float64).view(1, 2, 1))
-    m = m.to(device=device, dtype=torch.float32)
+    tx, ty = (t.to(device=device, dtype=torch.float64) for t in (tx, ty))
+    # _get_inverse_affine_matrix(center=[0, 0], angle, [tx, ty], 1, [0, 0]), rows of (x, y, 1);
+    # _affine_grid: output pixel centres relative to the image centre, rescaled to [-1, 1]
+    m = torch.stack([torch.stack([cos, sin, -cos * tx - sin * ty], 1) / (0.5 * width),
+                     torch.stack([-sin, cos, sin * tx - cos * ty], 1) / (0.5 * height)], 1)
+    m = m.to(torch.float32)
     xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width, device=device)
     ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height, device=device)
     xs, ys = xs.view(1, 1, width), ys.view(1, height, 1)
@@ -166,4 +165,13 @@ class BatchAugmenter:
         if n % len(stream_seeds):
             raise ValueError(f"{n} images do not split into {len(stream_seeds)} equal blocks")
         params = self.params(stream_seeds, n // len(stream_seeds), H, W)
-        return apply(self.kind, x, params, self.fill)
+        return apply(self.kind, x, {k: _to_device(v, x.device) for k, v in params.items()},
+                     self.fill)
+
+
+def _to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """A CPU tensor on ``device`` without a host sync: an ordinary copy to CUDA waits for the work
+    queued before it (the previous step); one from pinned memory does not."""
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
