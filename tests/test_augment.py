@@ -176,6 +176,19 @@ def test_settings_resolve_into_the_cell_and_its_hash():
     assert len(hashes) == 4
 
 
+def test_settings_can_differ_per_pair_through_overrides():
+    config = mnist_config()
+    main = config["experiments"]["main"]
+    main["archs"] = ["cnn", "vit"]
+    main["overrides"] = [{"match": {"arch": "vit"},
+                          "training": {"normalization": "authors", "augmentation": "authors"}}]
+    config = cfg.load_config(config)
+    vit = cfg.resolve_cell(config, "main", "vit", "mnist", 120, 0)["training"]
+    cnn = cfg.resolve_cell(config, "main", "cnn", "mnist", 120, 0)["training"]
+    assert (vit["normalization"], vit["augmentation"]) == ("authors", "authors")
+    assert (cnn["normalization"], cnn["augmentation"]) == ("dataset", "none")
+
+
 def test_authors_protocol_for_a_dataset_without_one_is_a_config_error():
     config = cfg.load_config(REPO / "config" / "test.yaml")
     for key in ("normalization", "augmentation"):
