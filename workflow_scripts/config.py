@@ -20,7 +20,7 @@ import yaml
 
 from . import REPO_ROOT
 from .batches import chunk_seeds
-from .datasets import DATASET_SIZES
+from .datasets import AUTHORS_INPUTS, DATASET_SIZES
 
 SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
 PERCEPTRON_SCHEMA = REPO_ROOT / "config" / "schema" / "perceptron.schema.yaml"
@@ -185,6 +185,9 @@ def check_semantics(config: dict) -> None:
                                   f"{exp['datasets']})")
         for arch in exp["archs"]:
             for dataset in exp["datasets"]:
+                if exp["reuse"] is None:
+                    _check_inputs(training_settings(config, name, arch, dataset), where, arch,
+                                  dataset)
                 a = analysis_settings(config, name, arch, dataset)
                 w = a["window"]
                 if w != "auto" and w["x_left"] >= w["x_right"]:
@@ -198,6 +201,15 @@ def check_semantics(config: dict) -> None:
                     raise ConfigError(f"config key {where}.analysis.min_seeds (for {arch}/{dataset}):"
                                       f" {a['min_seeds']} is more than the {n_seeds} seeds trained; "
                                       "no point of any curve could be kept")
+
+
+def _check_inputs(training: dict, where: str, arch: str, dataset: str) -> None:
+    """`authors` inputs exist only where the authors trained: MNIST and CIFAR."""
+    for key, value in (("normalization", "dataset"), ("augmentation", "none")):
+        if training[key] == "authors" and (arch, dataset) not in AUTHORS_INPUTS:
+            raise ConfigError(f"config key {where}.training.{key} (for {arch}/{dataset}): the "
+                              f"authors' protocol has no entry for {dataset!r} (their scripts "
+                              f"cover {sorted({d for _, d in AUTHORS_INPUTS})}); use {value!r}")
 
 
 def _check_reuse(experiments: dict, name: str, where: str) -> None:

@@ -38,6 +38,29 @@ DATASET_SIZES = {
     "teacher": {"train": 4000, "test": 2000},
 }
 DOWNLOADED = ("mnist", "cifar10", "cifar100")
+
+# The authors' inputs per (arch, dataset): Normalize(mean, std) after ToTensor (pixels in [0, 1])
+# and the training augmentation before it. Taken from `get_transforms` in CNN_train.py,
+# ResNet_train.py and ViT_train.py of their repository (github.com/Francill99/deep_norm, commit
+# 147e9e0; the ResNet-MNIST entry is that commit's, whose model has the published 16-128 widths;
+# the earlier 119f353 had Normalize(0.5, 0.5) and no augmentation there). ``training.normalization:
+# authors`` and ``training.augmentation: authors`` read this table (workflow_scripts.augment).
+# Augmentations: "affine" = RandomAffine(degrees=10, translate=(0.1, 0.1)); "crop_flip" =
+# RandomCrop(32, padding=4) + RandomHorizontalFlip(); None = none.
+_MNIST_05 = ((0.5,), (0.5,))
+_MNIST = ((0.1307,), (0.3081,))
+_CIFAR = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+AUTHORS_INPUTS = {
+    ("cnn", "mnist"): (*_MNIST_05, None),
+    ("cnn", "cifar10"): (*_CIFAR, None),
+    ("cnn", "cifar100"): (*_CIFAR, None),
+    ("resnet", "mnist"): (*_MNIST, "affine"),
+    ("resnet", "cifar10"): (*_CIFAR, "crop_flip"),
+    ("resnet", "cifar100"): (*_CIFAR, "crop_flip"),
+    ("vit", "mnist"): (*_MNIST, "affine"),
+    ("vit", "cifar10"): (*_CIFAR, None),
+    ("vit", "cifar100"): (*_CIFAR, None),
+}
 TEACHER_SEED = 20250519  # fixed: the synthetic set is part of the code, not of a cell
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 

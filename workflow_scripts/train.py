@@ -8,7 +8,13 @@ runs a cell twice (identical data columns) and kills a run mid-way and resumes i
   (and dropout), batch order (one permutation per epoch, derived from (seed, epoch), so a resumed
   run needs no RNG state to find its place).
 - A validation split, carved from the train split with a fixed seed shared by every cell, is never
-  trained on; the official test set is only evaluated. No augmentation anywhere.
+  trained on; the official test set is only evaluated.
+- Inputs (``training.normalization``, ``training.augmentation``; workflow_scripts.augment): images
+  in [0, 1] normalised once on the device by the dataset's own statistics or the authors'
+  constants; with ``augmentation: authors`` each training batch is augmented on the device inside
+  the engine's step (their RandomAffine or random crop + flip), with parameters from a fourth
+  stream derived from (seed, step), so a resumed run and both engines see the same batches.
+  Evaluation (train, validation and test error) always sees the un-augmented images.
 - Evaluation at log-spaced steps, always including step 0 (initialisation) and the last step.
 - Checkpoints (model, optimiser, RNG, measure state, rows so far) every ``checkpoint_minutes`` at an
   evaluation point, outside the job's output, so a killed or preempted job resumes exactly. Each
@@ -68,6 +74,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import cell_id
+from . import augment
 from .datasets import load_canonical
 from .io import atomic_path, remove_stale_temporaries
 from .measures import ComplexityTracker
@@ -79,7 +86,7 @@ ENGINES = ("auto", "sequential", "vmap")
 PRECISIONS = ("fp32", "bf16")
 
 # Stream ids of numpy SeedSequence([seed, stream, ...]): never reuse one for another purpose.
-STREAM_DATA, STREAM_INIT, STREAM_ORDER = 0, 1, 2
+STREAM_DATA, STREAM_INIT, STREAM_ORDER, STREAM_AUGMENT = 0, 1, 2, 3
 # Evaluation chunk per forward call. On a CPU, chunks that stay in cache are fastest (measured:
 # the MNIST CNN at 128 is 1.4x faster than at 2048; bench/bench_train_cpu.py); a GPU wants them big.
 EVAL_BATCH = {"cpu": 128, "cuda": 2048}
@@ -217,15 +224,25 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, autocast=None) -> tuple[fl
 
 
 class DeviceData:
-    """The canonical dataset, normalised once and held on the device as tensors."""
+    """The canonical dataset, normalised once and held on the device as tensors.
 
-    def __init__(self, data, device):
+    ``mean``/``std``: per channel, of the images scaled to [0, 1] (``augment.normalisation``);
+    default: the canonical file's own statistics.
+    """
+
+    def __init__(self, data, device, mean=None, std=None):
+        self.mean = np.asarray(data.mean if mean is None else mean, np.float32)
+        self.std = np.asarray(data.std if std is None else std, np.float32)
+        if self.mean.shape != (data.x_train.shape[1],) or self.std.shape != self.mean.shape:
+            raise ValueError(f"normalisation mean {self.mean.tolist()} / std {self.std.tolist()} "
+                             f"does not match the data's {data.x_train.shape[1]} channel(s)")
+
         def prep(x):
             t = torch.from_numpy(x).to(device=device, dtype=torch.float32)
             if x.dtype == np.uint8:
                 t = t / 255.0
-            mean = torch.as_tensor(data.mean, device=device).view(1, -1, 1, 1)
-            std = torch.as_tensor(data.std, device=device).view(1, -1, 1, 1)
+            mean = torch.as_tensor(self.mean, device=device).view(1, -1, 1, 1)
+            std = torch.as_tensor(self.std, device=device).view(1, -1, 1, 1)
             return (t - mean) / std
 
         self.sha256 = data.sha256
@@ -380,7 +397,8 @@ class StackedModels:
 class _Engine:
     """What differs between the engines, and only that: ``init`` (the seeds' data on the device,
     their models, optimiser and complexity trackers), ``step`` (one optimiser step on a batch of
-    indices per seed, returning the per-seed losses), ``evaluate`` (per-seed error and loss on a
+    indices per seed, the batch augmented for that step number if the cells ask for it, returning
+    the per-seed losses), ``evaluate`` (per-seed error and loss on a
     split) and the model/optimiser/tracker part of a checkpoint (``state_dict``,
     ``load_state_dict``). Everything else (done-checkpoints, resumption, evaluation schedule, batch
     order, recording, checkpoint timing, divergence, metadata, writing) is ``run_cells``'s.
@@ -391,6 +409,16 @@ class _Engine:
     def __init__(self, cells: list[dict], data: DeviceData, device, opts: EngineOptions):
         self.cells, self.data, self.device, self.opts = cells, data, device, opts
         self.training = cells[0]["training"]
+        kind = augment.augmentation(self.training, cells[0]["arch"], cells[0]["dataset"])
+        self.augmenter = (augment.BatchAugmenter(kind, data.mean, data.std, device) if kind
+                          else None)
+
+    def augmented(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        """The training batch x (its cells' blocks, in order) as the model sees it at ``step``."""
+        if self.augmenter is None:
+            return x
+        return self.augmenter(x, [stream_seed(c["seed"], STREAM_AUGMENT, step)
+                                  for c in self.cells])
 
     @staticmethod
     def checkpoint_path(checkpoint_dir, cells: list[dict]) -> Path:
@@ -447,11 +475,16 @@ class SequentialEngine(_Engine):
         err, loss = evaluate(self.forward, x, y, self.autocast)
         return [err], [loss]
 
-    def step(self, idx):
+    def step(self, idx, step):
         idx = idx[0]  # (1, b): the loop's batch order has one row per seed
         self.optimizer.zero_grad(set_to_none=True)
+        xb = self.x_sub[idx]
+        if self.augmenter is not None:
+            xb = self.augmented(xb, step)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            logits = self.forward(self.x_sub[idx])
+            logits = self.forward(xb)
         loss = F.cross_entropy(logits.float(), self.y_sub[idx])
         loss.backward()
         self.optimizer.step()
@@ -511,9 +544,11 @@ class StackedEngine(_Engine):
                 "test": (self.data.x_test, self.data.y_test)}[split]
         return self.stack.evaluate(x, y, self.autocast)
 
-    def step(self, idx):
+    def step(self, idx, step):
         self.optimizer.zero_grad(set_to_none=True)
         xb, yb = self.x_sub[self.seed_rows, idx], self.y_sub[self.seed_rows, idx]
+        if self.augmenter is not None:
+            xb = self.augmented(xb.flatten(0, 1), step).view(xb.shape)
         with self.autocast():
             logits = self.stack.per_seed_inputs(self.stack.params, xb)
         losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(),
@@ -631,7 +666,7 @@ def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, ou
                     stream_seed(sd, STREAM_ORDER, epoch)).permutation(P) for sd in seeds])
                 ).to(device)
                 perm_epoch = epoch
-            losses = engine.step(perm[:, pos * batch:(pos + 1) * batch])  # (S, b)
+            losses = engine.step(perm[:, pos * batch:(pos + 1) * batch], step)  # (S, b)
             first_bad = mark_first_nonfinite(first_bad, losses, step + 1)
             step += 1
         if device.type == "cuda":
@@ -654,6 +689,9 @@ def run_cells(engine_cls: type[_Engine], cells: list[dict], data: DeviceData, ou
                     diverged_step=diverged[s], dataset_sha256=data.sha256,
                     n_params=engine.n_params, steps_per_epoch=steps_per_epoch, total_steps=total,
                     planned_eval_steps=[int(e) for e in evals],
+                    input_protocol={"mean": data.mean.tolist(), "std": data.std.tolist(),
+                                    "augmentation": (engine.augmenter.kind if engine.augmenter
+                                                     else None)},
                     engine=opts.meta(engine.name, seeds, engine.channels_last))
         write_trajectory(pd.DataFrame(rows[s]), meta, out_paths[todo[s]])
         # small: a rerun with either engine rewrites this trajectory without training
@@ -712,6 +750,17 @@ def choose_engine(cells: list[dict], device: torch.device, requested: str) -> st
     return "vmap" if ok else "sequential"
 
 
+def device_data(cells: list[dict], canonical, device) -> DeviceData:
+    """The job's data on the device, normalised as its cells ask (one normalisation per job)."""
+    norms = {(tuple(m), tuple(s)) for m, s in (
+        augment.normalisation(c["training"], c["arch"], c["dataset"], canonical) for c in cells)}
+    if len(norms) != 1:
+        raise ValueError(f"one job holds one normalisation of its data; its cells ask for "
+                         f"{sorted(norms)}")
+    (mean, std), = norms
+    return DeviceData(canonical, device, mean, std)
+
+
 def train_batch(cells: list[dict], data_path, out_dir, checkpoint_dir, device="auto",
                 log=print, opts: EngineOptions | None = None) -> list[dict]:
     """Train cells (seeds of one arch/dataset/P) in this process; one Parquet per cell in out_dir."""
@@ -733,7 +782,7 @@ def train_batch(cells: list[dict], data_path, out_dir, checkpoint_dir, device="a
     rng_state = torch.get_rng_state()
     engine = choose_engine(cells, dev, opts.engine)
     torch.set_rng_state(rng_state)  # the probe model must not shift anything
-    data = DeviceData(load_canonical(data_path), dev)
+    data = device_data(cells, load_canonical(data_path), dev)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if engine == "vmap":
