@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib import format as npy_format
 
-from . import io, provenance
+from . import io, provenance, seal
 from .aggregate import CURVE_COLUMNS, OPTIMA_COLUMNS, SCHEMA
 
 ARCHS = {"CNN": "cnn", "ResNet": "resnet", "ViT": "vit"}
@@ -442,12 +442,13 @@ def import_dir(root, out, table: str | None = None) -> dict:
             for name, df in (("curves", curves), ("optima", optima)):
                 io.write_parquet(df, base / f"{name}.parquet", meta)
                 written.append(base / f"{name}.parquet")
-        with io.atomic_path(target) as tmp:
+        with io.atomic_path(target, sealed=True) as tmp:  # strict JSON: no NaN
             tmp.write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
         written.append(target)
     except BaseException:
-        for p in written:  # all or nothing
+        for p in written:  # all or nothing: each file and its seal
             p.unlink(missing_ok=True)
+            seal.seal_path(p).unlink(missing_ok=True)
         raise
     for e in imported:
         g = [f"{c['experiment']}/{c['measure']}: stored γ₁={c['stored'].get('gamma_1')} γ₂={c['stored'].get('gamma_2')}"
