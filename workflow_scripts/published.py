@@ -442,11 +442,11 @@ def import_dir(root, out, table: str | None = None) -> dict:
             for name, df in (("curves", curves), ("optima", optima)):
                 io.write_parquet(df, base / f"{name}.parquet", meta)
                 written.append(base / f"{name}.parquet")
-        with io.atomic_path(target, sealed=True) as tmp:  # sealed, like every JSON the pipeline writes
+        with io.atomic_path(target, sealed=True) as tmp:  # strict JSON: no NaN
             tmp.write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
         written.append(target)
     except BaseException:
-        for p in written:  # all or nothing (seals included)
+        for p in written:  # all or nothing: each file and its seal
             p.unlink(missing_ok=True)
             seal.seal_path(p).unlink(missing_ok=True)
         raise
