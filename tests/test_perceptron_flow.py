@@ -117,7 +117,7 @@ def test_bad_flow_settings_name_the_key():
     with pytest.raises(ValueError, match="float64"):
         pc.train(50, 2, [0], "unused", steps=10, integrator="gd_then_flow", dtype="float32")
     base = {"experiments": {"main": {"archs": ["cnn"], "datasets": ["digits"],
-                                     "P": {"digits": [75]}, "seeds": [0]}}}
+                                     "P": {"digits": [75]}, "seeds": [0, 1]}}}  # min_seeds 2
     with pytest.raises(ConfigError, match="perceptron.dtype"):
         load_config({**base, "perceptron": {"N": 200, "integrator": "gd_then_flow",
                                             "dtype": "float32"}})
