@@ -96,13 +96,16 @@ def test_every_measure_matches_the_brute_force_reference(arch, init_scale):
         or arch == "vit"
 
 
-def test_plain_stack_of_layers_uses_the_cnn_forms():
+def test_plain_stack_of_layers_needs_its_arch_and_then_uses_its_forms():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(2, 5, 3), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 4 * 4, 7),
                           nn.ReLU(), nn.Linear(7, 3))
+    # no silent fallback to the CNN's formula for a model of no known class
+    with pytest.raises(ValueError, match="no authors' complexity variant is known for a Sequential"):
+        compute_measures(model)
     mats = [model[0].weight.detach().double().numpy().reshape(5, -1),
             model[3].weight.detach().double().numpy(), model[5].weight.detach().double().numpy()]
-    got, want = compute_measures(model), ref_measures(mats, "cnn")
+    got, want = compute_measures(model, "cnn"), ref_measures(mats, "cnn")
     for key in MEASURES:
         assert got[key] == pytest.approx(want[key], rel=1e-5), key
 
@@ -130,7 +133,7 @@ def test_one_layer_model_spectral_complexity_is_its_row_group_norm():
     w = layer.weight.detach().double()
     sigma = torch.linalg.svdvals(w)[0].item()
     rows = torch.linalg.vector_norm(w, dim=1).sum().item()
-    got = compute_measures(layer)
+    got = compute_measures(layer, "cnn")
     # R_A = ‖W‖_σ · (‖Wᵀ‖_{2,1}/‖W‖_σ)^{(2/3)·(3/2)} = ‖Wᵀ‖_{2,1}
     assert got["spectral_complexity"] == pytest.approx(sigma * (rows / sigma), rel=1e-6)
     assert got["spectral_product"] == pytest.approx(sigma, rel=1e-6)
@@ -161,7 +164,7 @@ def test_zero_matrix_gives_zero_complexity():
     model = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 4))
     with torch.no_grad():
         model[0].weight.zero_()
-    got = compute_measures(model)
+    got = compute_measures(model, "cnn")
     assert got["spectral_complexity"] == 0.0 and got["spectral_product"] == 0.0
     assert got["l1"] > 0
 
@@ -265,7 +268,7 @@ def test_clustered_top_singular_values(gap):
     layer = nn.Linear(n, m, bias=False)
     with torch.no_grad():
         layer.weight.copy_(u @ torch.diag(s) @ v.T)
-    tracker = ComplexityTracker(layer, direct_max=0)
+    tracker = ComplexityTracker(layer, arch="cnn", direct_max=0)
     tracker.compute()
     exact = torch.linalg.svdvals(layer.weight.detach().double())[0]
     assert abs(tracker.last_sigmas[0] - exact) <= 1e-4 * exact
@@ -285,7 +288,7 @@ def test_rank_deficient_and_tiny_matrices():
     layer = nn.Linear(50, 40, bias=False)
     with torch.no_grad():
         layer.weight.copy_(torch.randn(40, 2) @ torch.randn(2, 50))  # rank 2: Krylov breaks down
-    tracker = ComplexityTracker(layer, direct_max=0)
+    tracker = ComplexityTracker(layer, arch="cnn", direct_max=0)
     tracker.compute()
     exact = torch.linalg.svdvals(layer.weight.detach().double())[0]
     assert abs(tracker.last_sigmas[0] - exact) <= 1e-4 * exact

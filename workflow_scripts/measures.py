@@ -100,13 +100,16 @@ def weight_matrices(model: nn.Module) -> list[torch.Tensor]:
 
 
 def authors_arch(model: nn.Module) -> str:
-    """Which authors' variant applies to ``model``: 'resnet', 'vit' or 'cnn' (anything else)."""
+    """Which authors' variant applies to ``model``: 'resnet', 'vit' or 'cnn'.
+
+    A model of no known class is refused rather than measured with the CNN's formula: the authors'
+    variants differ per architecture, so a new one must say which applies (``arch=``)."""
     from . import models  # local import: models does not depend on measures
-    if isinstance(model, models.ResNet):
-        return "resnet"
-    if isinstance(model, models.ViT):
-        return "vit"
-    return "cnn"
+    for cls, name in ((models.ResNet, "resnet"), (models.ViT, "vit"), (models.CNN, "cnn")):
+        if isinstance(model, cls):
+            return name
+    raise ValueError(f"no authors' complexity variant is known for a {type(model).__name__}: pass "
+                     "arch='cnn', 'resnet' or 'vit' to say which of their formulas applies")
 
 
 # ----------------------------------------------------------------------- formulas (log space)
