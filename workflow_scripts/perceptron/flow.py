@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.integrate import solve_ivp
 
 from .losses import learning_rate, log_steps, loss_neg_derivative, loss_second_derivative
-from .settings import INPUTS, LOSS_NAMES, n_examples
+from .settings import n_examples
 
 HESSIAN_ROW_FLOOR = 1e-13  # rows with ℓ'' below this add nothing a relative 1e-6 solve can see
 HESSIAN_CHUNK_ROWS = 4096  # rows per block of AᵀDA: bounded memory at P = 5·10⁴, N = 1000
@@ -58,15 +58,9 @@ def simulate_flow(N: int, alpha: float, seeds, steps: int, *, flow: dict | None 
     of GD's logging grid (``log_steps(steps, n_log)``) up to the end, plus the last whole
     equivalent step before a terminal event. Raises RuntimeError with the solver's message if
     BDF fails (never a silently truncated curve)."""
-    from .simulation import _ROW_COLUMNS, _gd_stack, _log_row, signed_inputs
+    from .simulation import _ROW_COLUMNS, _gd_stack, _log_row, checked_run_arguments, signed_inputs
 
-    if loss not in LOSS_NAMES:
-        raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
-    if inputs not in INPUTS:
-        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    seeds = checked_run_arguments(loss, inputs, seeds)
     fs = flow_settings(flow)
     P = n_examples(N, alpha)
     lr = learning_rate(alpha, lr_scale)

@@ -27,6 +27,20 @@ from .settings import (DATA_SPEC_VERSION, DATA_STREAM, DTYPES, INPUTS, INTEGRATO
 # ----------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------
+
+def checked_run_arguments(loss: str, inputs: str, seeds) -> list[int]:
+    """The loss, inputs and seeds of a run, checked (GD and the hybrid integrator alike); the seeds
+    as a list of distinct ints."""
+    if loss not in LOSS_NAMES:
+        raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    return seeds
+
+
 def data_spec(N: int, P: int, seed: int, inputs: str) -> dict:
     """What generates a cell's data; its canonical-JSON sha256 is the cell's dataset_sha256."""
     if inputs not in INPUTS:
@@ -87,13 +101,7 @@ def simulate(N: int, alpha: float, seeds, steps: int, *, loss: str = "logistic",
     stacking (each seed's arithmetic is independent). ``dtype`` is the precision of the inputs
     and of the two matrix-vector products per step (float32 halves the memory traffic, the
     bottleneck); the weights are always accumulated in float64."""
-    if loss not in LOSS_NAMES:
-        raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
-    if inputs not in INPUTS:
-        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    seeds = checked_run_arguments(loss, inputs, seeds)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     P = n_examples(N, alpha)
