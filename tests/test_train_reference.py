@@ -13,8 +13,8 @@ time, the package hash of the code itself, host, package and device descriptions
 - the footer's deterministic fields (``DETERMINISTIC_META``: config, hashes, status, divergence,
   evaluation schedule, engine record) and the set of footer keys.
 
-Exactness holds for one torch build on one CPU instruction set, single-threaded: the fixture
-records both and the test skips elsewhere (other kernels round differently). To rewrite the
+Exactness holds for one torch build on one CPU model, single-threaded: the fixture records the
+build, the instruction set and the chip, and the test skips elsewhere (other kernels round differently). To rewrite the
 fixture, with the code whose behaviour is the reference:
 
     .venv/bin/python -m tests.test_train_reference
@@ -65,9 +65,18 @@ def engine_of(name: str) -> str:
     return name.split("_")[0]
 
 
+def cpu_model() -> str:
+    """The CPU's model name: one instruction set (AVX512) still rounds differently on two vendors'
+    chips (the kernels dispatch on the vendor too), so the fixture names the chip."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else "unknown"
+
+
 def platform() -> dict:
     return {"torch": torch.__version__, "numpy": np.__version__,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model()}
 
 
 def data_sha256(df: pd.DataFrame) -> str:
