@@ -308,8 +308,8 @@ def train_cells_vmap(cells: list[dict], data: DeviceData, out_dir, checkpoint_di
     """Train the seeds of one (arch, dataset, P, training) together as one vectorised model.
 
     Same loop as ``train_cell`` (``run_cells``): same initialisation, subsets, batch orders,
-    evaluation points, measures, divergence rule and checkpoint contract; see the module docstring
-    for what differs.
+    evaluation points, measures, divergence rule and checkpoint contract; see
+    workflow_scripts.engines for what differs.
     """
     opts = opts or EngineOptions()
     if not same_but_seed(cells):
