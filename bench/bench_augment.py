@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 from workflow_scripts.augment import BatchAugmenter  # noqa: E402
 from workflow_scripts.datasets import AUTHORS_INPUTS  # noqa: E402
 from workflow_scripts.models import build_model  # noqa: E402
-from workflow_scripts.train import STREAM_AUGMENT, make_optimizer, stream_seed  # noqa: E402
+from workflow_scripts.engines import STREAM_AUGMENT, make_optimizer, stream_seed  # noqa: E402
 
 SHAPES = {"mnist": (1, 28, 28, 10, "affine"), "cifar10": (3, 32, 32, 10, "crop_flip")}
 

@@ -33,7 +33,8 @@ import torch  # noqa: E402
 from workflow_scripts import config as cfg  # noqa: E402
 from workflow_scripts.datasets import checksum_path, write_canonical  # noqa: E402
 from workflow_scripts.io import read_parquet, write_json  # noqa: E402
-from workflow_scripts.train import EngineOptions, train_batch  # noqa: E402
+from workflow_scripts.engines import EngineOptions  # noqa: E402
+from workflow_scripts.train import train_batch  # noqa: E402
 
 PROTOCOLS = ("dataset", "authors")
 

@@ -35,9 +35,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
 from workflow_scripts.datasets import load_canonical
+from workflow_scripts.engines import make_optimizer
 from workflow_scripts.measures import ComplexityTracker
 from workflow_scripts.models import build_model
-from workflow_scripts.train import eval_steps, make_optimizer, split_indices
+from workflow_scripts.train import eval_steps, split_indices
 
 
 class ArrayImages(Dataset):

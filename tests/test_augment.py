@@ -12,7 +12,8 @@ from workflow_scripts import config as cfg
 from workflow_scripts.datasets import AUTHORS_INPUTS, load_canonical, prepare
 from workflow_scripts.io import read_parquet
 from workflow_scripts.provenance import config_hash
-from workflow_scripts.train import EngineOptions, device_data, train_batch
+from workflow_scripts.engines import EngineOptions
+from workflow_scripts.train import device_data, train_batch
 
 from .conftest import REPO, write_mnist_raw
 

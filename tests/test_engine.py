@@ -9,7 +9,8 @@ import torch
 from bench.reference_loop import datasets_for, train_reference
 from workflow_scripts import config as cfg
 from workflow_scripts.io import read_parquet
-from workflow_scripts.train import EngineOptions, choose_engine, train_batch
+from workflow_scripts.engines import EngineOptions, choose_engine
+from workflow_scripts.train import train_batch
 from workflow_scripts.trajectory import read_trajectory
 
 from .conftest import REPO

@@ -202,7 +202,8 @@ def test_planted_checkpoint_never_runs_code(digits_npz, tmp_path, with_header):
     past its first line; with a forged header carrying the right hash, weights_only refuses it."""
     import pickle
 
-    from workflow_scripts.train import CHECKPOINT_MAGIC, checkpoint_path
+    from workflow_scripts.engines import checkpoint_path
+    from workflow_scripts.train import CHECKPOINT_MAGIC
 
     (cell,) = cells(P=60, epochs=2)
     marker = tmp_path / "marker"

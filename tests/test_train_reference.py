@@ -33,7 +33,8 @@ import torch
 
 from workflow_scripts import config as cfg
 from workflow_scripts.io import read_parquet
-from workflow_scripts.train import EngineOptions, train_batch
+from workflow_scripts.engines import EngineOptions
+from workflow_scripts.train import train_batch
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "train_reference.json"

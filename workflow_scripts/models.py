@@ -165,20 +165,31 @@ class QKVLinear(nn.Linear):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused QKV projection and an output projection."""
+    """Multi-head self-attention with a fused QKV projection and an output projection.
 
-    def __init__(self, dim: int, heads: int):
+    ``fused`` (True unless set otherwise): softmax(QKᵀ/√d)V by PyTorch's fused
+    ``scaled_dot_product_attention`` kernel. False: the same formula written out as
+    matmul-softmax-matmul, for ``torch.vmap`` (the vmap engine, ``engines.StackedModels``), which has
+    no batching rule for the fused kernels and would loop over the seeds. The two round differently,
+    so each engine keeps its own (and its trajectories stay as they were).
+    """
+
+    def __init__(self, dim: int, heads: int, fused: bool = True):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.heads = heads
+        self.fused = fused
         self.qkv = QKVLinear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x):
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = torch.softmax((q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5), dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
