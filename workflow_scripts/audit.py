@@ -48,11 +48,10 @@ import numpy as np
 import pandas as pd
 
 from . import io, provenance, seal
+from .fit import ESTIMATES
 from .provenance import IDENTITY, fit_identity, read_record
 
 SHORT = 12
-ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_meas", "k1", "k2",
-             "k_meas", "pred_log_intercept")
 PER_P = ("eps_opt", "lambda_opt", "lambda_star_geomean", "n_seeds", "n_window_points")
 FIELDS = ("ci_low", "ci_high", "se", "value")
 OPTIMA_NUMBERS = ("lambda_star", "eps_star", "step_star")
