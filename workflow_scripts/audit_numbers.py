@@ -1,7 +1,7 @@
 """One number of an output: which number ``--row``/``--number`` name, and whether it is the number in
 the file it came from.
 
-Why: the audit (``audit.py``) can follow one printed number back to its source. This module parses the
+Why: the audit (the command: ``audit.py``) can follow one printed number back to its source. This module parses the
 selectors, picks the one row or panel they name, reads the number where it is printed (a table's CSV,
 Markdown and LaTeX cells; a figure's recorded panel; a numbers file's TSV row) and the number in its
 source (the fit, the aggregate's trajectory), and compares them: exactly at machine precision, within
@@ -24,7 +24,7 @@ from .fit import ESTIMATES, ESTIMATORS
 from .provenance import IDENTITY
 
 if TYPE_CHECKING:  # only for annotations: the Auditor imports this module
-    from .audit import Auditor
+    from .audit_chain import Auditor
 
 PER_P = ("eps_opt", "lambda_opt", "lambda_star_geomean", "n_seeds", "n_window_points")
 FIELDS = ("ci_low", "ci_high", "se", "value")
