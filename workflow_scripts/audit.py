@@ -44,9 +44,8 @@ import sys
 from pathlib import Path
 
 from . import io, seal
-from .audit_chain import Auditor, Node, detect_kind, short
-from .audit_numbers import (Number, UsageError, aggregate_number, figure_number, fit_number,
-                            numbers_selection, table_number)
+from .audit_chain import KINDS, Auditor, Node, detect_kind, short
+from .audit_numbers import Number, UsageError
 # the audit's own names for these, as before the split (tests and callers reach them as audit.<name>)
 from .audit_numbers import json_pointer as json_pointer, select_one as select_one
 
@@ -75,35 +74,23 @@ def run_audit(path, row=None, number=None, root=None,
         aud.fail(node, refused)
         return aud, node, None
     kind = detect_kind(path)
-    num, problems, keys = None, [], None
+    handler = KINDS[kind]
     if row is not None and number is None:
         raise UsageError("--row chooses the row of a --number: give --number too "
                          "(or audit the whole file without --row)")
+    num, problems = None, []
     if number is not None:
-        if kind == "table":
-            num, problems = table_number(aud, path, row, number)
-        elif kind == "figure":
-            num, problems = figure_number(aud, path, row, number)
-        elif kind == "fit":
-            num, problems = fit_number(aud, path, number)
-        elif kind == "aggregate":
-            num, problems = aggregate_number(aud, path, row, number)
-        elif kind == "numbers":
-            num, keys = numbers_selection(aud, path, number)
-        else:
+        if handler.choose is None:
             raise UsageError(f"{path} is a {kind}: --number works on tables, figures, fits, "
                              "aggregates and numbers files")
+        num, problems = handler.choose(aud, path, row, number)
     node = Node(kind, aud.show(path), aud.sha(path) if path.is_file() else None)
     aud.nodes[path.resolve()] = node
-    # a number in a table or figure: follow only the file it came from
-    only = {num.source.resolve()} if num is not None and kind in ("table", "figure") else None
     try:
-        if kind in ("table", "figure"):
-            getattr(aud, f"_{kind}")(path, node, only)
-        elif kind == "numbers":
-            aud._numbers(path, node, keys)
+        if num is not None and num.follow is not None:  # follow only the part the number came from
+            handler.walk(aud, path, node, num.follow)
         else:
-            getattr(aud, f"_{kind}")(path, node)
+            handler.walk(aud, path, node)
     except UsageError:
         raise
     except Exception as e:

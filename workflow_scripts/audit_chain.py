@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from . import io, provenance, seal
-from .audit_numbers import (UsageError, json_pointer, printed_matches, read_json, read_numbers_tsv,
-                            same_number)
+from .audit_numbers import (UsageError, aggregate_number, figure_number, fit_number, json_pointer,
+                            numbers_selection, printed_matches, read_json, read_numbers_tsv, same_number,
+                            table_number)
 from .provenance import IDENTITY, fit_identity, read_record
 
 
@@ -202,7 +204,7 @@ class Auditor:
             self.fail(node, refused)
             return node
         try:
-            getattr(self, f"_{kind}")(path, node)
+            KINDS[kind].walk(self, path, node)
         except UsageError:
             raise
         except seal.RefusedFile as e:  # a file it led to (a record beside it) changed
@@ -211,7 +213,7 @@ class Auditor:
             self.fail(node, f"cannot read {node.path} as {kind}: {type(e).__name__}: {e}")
         return node
 
-    # -- kinds -------------------------------------------------------------------------------
+    # -- kinds: one walk a kind of file, named in KINDS ---------------------------------------
     def _file(self, path: Path, node: Node) -> None:
         node.details.append("no provenance recorded in this file (hash checked only)")
 
@@ -376,7 +378,8 @@ class Auditor:
     def _figure(self, path: Path, node: Node, only=None) -> None:
         _, meta = self._sidecar(path, node, only)
         n = sum(len(v) for v in (meta.get("printed") or {}).values())
-        node.details.append(f"plot {meta.get('plot')}: {len(meta.get('panels') or [])} panels, {n} strings drawn")
+        node.details.append(f"plot {meta.get('plot')}: {len(meta.get('panels') or [])} panels, "
+                            f"{n} strings drawn")
 
     def _sensitivity(self, path: Path, node: Node) -> None:
         _, meta = self._sidecar(path, node)
@@ -411,7 +414,8 @@ class Auditor:
             if src.exists():
                 self.check_number_row(node, r, macros)
             sources.setdefault(src, r["source_sha256"])
-        recorded = {self.resolve(i["path"]): i["sha256"] for i in (rec.get("provenance") or {}).get("inputs") or []}
+        recorded = {self.resolve(i["path"]): i["sha256"]
+                    for i in (rec.get("provenance") or {}).get("inputs") or []}
         for src, sha in sources.items():
             if recorded.get(src) != sha:
                 self.fail(node, f"{self.show(tsv)} quotes {self.show(src)} with sha256 {sha}; its record "
@@ -480,8 +484,6 @@ def compare_frames(a: pd.DataFrame, b: pd.DataFrame, skip=()) -> list[str]:
     return bad
 
 
-
-
 def detect_kind(path: Path) -> str:
     """What ``path`` is: the kind its record names (``provenance.RECORD_KINDS``); a trajectory by
     its contract (``trajectory.py``: trajectories keep the footer they were trained with);
@@ -503,3 +505,29 @@ def detect_kind(path: Path) -> str:
         obj = read_json(path)
         return "json_output" if isinstance(obj, dict) and "provenance" in obj else "file"
     return "file"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the audit does with one kind of file (a ``detect_kind`` answer)."""
+    # Auditor method (auditor, path, node[, only]): check the file and walk its inputs; the walks of
+    # tables, figures and numbers files take ``only``, the part a selected number came from
+    walk: Callable[..., None]
+    # audit_numbers chooser (auditor, path, row, number) -> (Number, problems); None: no --number here
+    choose: Callable | None = None
+
+
+KINDS: dict[str, Kind] = {
+    "file": Kind(Auditor._file),
+    "published": Kind(Auditor._published),
+    "dataset": Kind(Auditor._dataset),
+    "trajectory": Kind(Auditor._trajectory),
+    "aggregate": Kind(Auditor._aggregate, aggregate_number),
+    "fit": Kind(Auditor._fit, fit_number),
+    "sensitivity": Kind(Auditor._sensitivity),
+    "figure": Kind(Auditor._figure, figure_number),
+    "table": Kind(Auditor._table, table_number),
+    "numbers": Kind(Auditor._numbers, numbers_selection),
+    "output_parquet": Kind(Auditor._output_parquet),
+    "json_output": Kind(Auditor._json_output),
+}

@@ -1,12 +1,12 @@
 """One number of an output: which number ``--row``/``--number`` name, and whether it is the number in
 the file it came from.
 
-Why: the audit (the command: ``audit.py``) can follow one printed number back to its source. This module parses the
-selectors, picks the one row or panel they name, reads the number where it is printed (a table's CSV,
-Markdown and LaTeX cells; a figure's recorded panel; a numbers file's TSV row) and the number in its
-source (the fit, the aggregate's trajectory), and compares them: exactly at machine precision, within
-the printed rounding in the strings. It never walks the chain: the ``Auditor`` does that, and is given
-here only to resolve and show paths.
+Why: the audit (the command, ``audit.py``) can follow one printed number back to its source. This
+module parses the selectors, picks the one row or panel they name, reads the number where it is printed
+(a table's CSV, Markdown and LaTeX cells; a figure's recorded panel; a numbers file's TSV row) and the
+number in its source (the fit, the aggregate's trajectory), and compares them: exactly at machine
+precision, within the printed rounding in the strings. It never walks the chain: the ``Auditor``
+(``audit_chain.py``) does that, and is given here only to read records and resolve and show paths.
 """
 from __future__ import annotations
 
@@ -147,7 +147,8 @@ def read_numbers_tsv(path: Path) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------
-# one number: where it is printed, which file it came from
+# one number: where it is printed, which file it came from. Each kind of file with numbers has a
+# chooser ``(auditor, path, row, number) -> (Number, problems)``; audit_chain.KINDS names them.
 
 @dataclass
 class Number:
@@ -156,6 +157,9 @@ class Number:
     source: Path                        # fit.json or aggregate it came from
     source_field: str
     value: object                       # the value in the source
+    # what the walk below the file follows: the file a table's or figure's number came from, the key
+    # of a numbers file's row; None: all of the file's inputs
+    follow: set | None = None
 
 
 def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
@@ -218,10 +222,10 @@ def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tupl
             problems.append(f"value mismatch: {aud.show(f)} prints {cell!r} for {col} of "
                             f"{r['fit']}; {aud.show(fit_path)} {where} = {want!r}")
     label = "/".join(str(r[k]) for k in IDENTITY)
-    return Number(f"{col} of {label}", printed, fit_path, where, want), problems
+    return Number(f"{col} of {label}", printed, fit_path, where, want, {fit_path.resolve()}), problems
 
 
-def figure_number(aud: Auditor, path: Path, row: str | None, number: str):
+def figure_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
     side, meta = aud.record_of(path)
     panels = meta.get("panels")
     if not panels:
@@ -265,16 +269,17 @@ def figure_number(aud: Auditor, path: Path, row: str | None, number: str):
                         f"{aud.show(source)} {where} = {want!r}")
     ident = next(i for i, p in cands if p is panel)
     return Number(f"{number} in panel {'/'.join(ident[k] for k in IDENTITY)}", printed, source, where,
-                  want), problems
+                  want, {source.resolve()}), problems
 
 
-def fit_number(aud: Auditor, path: Path, number: str):
+def fit_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+    """A number of a fit.json as it stands (a fit is one row: ``row`` is not read)."""
     q, fld, P = parse_number(number)
     want, where = fit_value(read_json(path), q, fld, P, aud.show(path))
     return Number(number, [(aud.show(path), want)], path, where, want), []
 
 
-def aggregate_number(aud: Auditor, path: Path, row: str | None, number: str):
+def aggregate_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
     """λ*, ε*, step* of one seed, recomputed from its trajectory."""
     from .aggregate import reduce_trajectory
     from .trajectory import read_trajectory
@@ -309,7 +314,9 @@ def aggregate_number(aud: Auditor, path: Path, row: str | None, number: str):
                   f"recomputed from the trajectory ({meta['group']['measure']})", want), problems
 
 
-def numbers_selection(aud: Auditor, path: Path, number: str) -> tuple[Number, set]:
+def numbers_selection(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+    """A macro of the numbers file (or its key) with its TSV row; the walk checks the row against its
+    source (``Auditor._numbers``), so no problems are found here. ``row`` is not read."""
     side, rec = aud.record_of(path)
     tsv = aud.output_of(rec, ".tsv")
     rows = read_numbers_tsv(tsv)
@@ -323,4 +330,4 @@ def numbers_selection(aud: Auditor, path: Path, number: str) -> tuple[Number, se
     src = aud.resolve(r["source"])
     want = json_pointer(read_json(src), r["pointer"]) if src.exists() else None
     printed = [(f"{aud.show(tsv)} value", r["value"]), (f"{aud.show(tsv)} text / \\{r['macro']}", r["text"])]
-    return Number(f"\\{r['macro']} ({r['key']})", printed, src, r["pointer"], want), {r["key"]}
+    return Number(f"\\{r['macro']} ({r['key']})", printed, src, r["pointer"], want, {r["key"]}), []
