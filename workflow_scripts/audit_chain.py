@@ -27,8 +27,7 @@ from .audit_numbers import (UsageError, aggregate_number, figure_number, fit_num
                             table_number)
 from .provenance import IDENTITY, fit_identity, read_record
 
-
-SHORT = 12
+SHORT = 12  # hex digits of a sha256 shown in the tree (the failures give it whole)
 
 
 @dataclass
@@ -51,7 +50,6 @@ class Node:
 
 def short(h: str | None) -> str:
     return (h or "?")[:SHORT]
-
 
 
 class Auditor:
