@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from workflow_scripts import aggregate, io, provenance, trajectory
+from workflow_scripts import aggregate, config, io, provenance, trajectory
 from workflow_scripts.synthetic_curves import simulate_trajectories
 
 SETTINGS = {"measures": ["spectral_complexity"], "grid_points": 40, "min_seeds": 2,
@@ -215,9 +215,9 @@ def test_clear_errors(tmp_path, case, match):
 def test_settings_from_file(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("grid_points: 7\nmin_seeds: 1\n")
-    assert aggregate.parse_settings(f"@{p}") == {"grid_points": 7, "min_seeds": 1}
+    assert config.parse_settings(f"@{p}") == {"grid_points": 7, "min_seeds": 1}
     with pytest.raises(ValueError, match="JSON object"):
-        aggregate.parse_settings("[1, 2]")
+        config.parse_settings("[1, 2]")
 
 
 # ---- property: aggregation never crashes on ragged, NaN-containing or single-seed input ----

@@ -115,6 +115,23 @@ def yaml_error_message(path, error: yaml.YAMLError) -> str:
     return f"{where}: YAML syntax error: {what}"
 
 
+def parse_settings(text: str) -> dict:
+    """The --settings argument of the analysis entry points (aggregate, fit, sensitivity, published):
+    a JSON object, or @path to a JSON/YAML file holding one."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        raw = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            obj = yaml.safe_load(raw)
+        else:
+            obj = json.loads(raw)
+    else:
+        obj = json.loads(text)
+    if not isinstance(obj, dict):
+        raise ValueError(f"--settings must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def _reject_nonfinite(node, path: list) -> None:
     """Every number of a config is finite: YAML's .nan and .inf pass the schema's bounds (a NaN
     compares false with every bound) and would poison training or a fit."""

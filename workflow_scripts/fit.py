@@ -81,7 +81,8 @@ import numpy as np
 import pandas as pd
 
 from . import io, provenance
-from .aggregate import SCHEMA, parse_settings, read_aggregate_file, validate_curves, validate_optima
+from .aggregate import SCHEMA, read_aggregate_file, validate_curves, validate_optima
+from .config import parse_settings
 
 FIT_SCHEMA = "fit/1"
 ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_meas", "k1", "k2",

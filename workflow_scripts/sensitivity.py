@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, provenance
-from .aggregate import parse_settings
+from .config import parse_settings
 from .fit import (ESTIMATORS, FitData, FitError, Settings, _estimate_one, _for_data, describe,
                   load_fit_data)
 
