@@ -26,8 +26,9 @@ still reported per P as ``lambda_star_geomean``): a seed's λ* is the argmin of 
 the binomial noise of a finite test set its relative noise grows as ε falls with P, which skews λ*
 towards the flatter overfitting side more at large P and biased γ₂ upwards (+0.015 to +0.026 in
 the simulation of ``synthetic_curves.simulate_seeds`` with 20 seeds, 10k test examples) where the
-mean curve's optimum stayed within 0.005. Likewise the minimum of a noisy mean curve is biased low, a little more
-where ε is small, so γ_meas can be inflated by a few 0.001 (same simulation: +0.001 to +0.003).
+mean curve's optimum stayed within 0.005. Likewise the minimum of a noisy mean curve is biased low,
+a little more where ε is small, so γ_meas can be inflated by a few 0.001 (same simulation: +0.001
+to +0.003).
 
 Censored minima (``analysis.censored``, default ``exclude``): a seed whose minimum is censored by
 the end of training (the aggregate's ``censored`` column, ``aggregate.censored_optimum``) has λ*, ε*
@@ -82,7 +83,7 @@ import pandas as pd
 
 from . import io, provenance
 from .aggregate import SCHEMA, read_aggregate_file, validate_curves, validate_optima
-from .config import parse_settings
+from .config import check_analysis_ranges, parse_settings
 
 FIT_SCHEMA = "fit/1"
 ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_meas", "k1", "k2",
@@ -199,11 +200,7 @@ class Settings:
                   estimator="ours" if estimator == "both" else estimator,
                   also=("authors",) if estimator == "both" else (),
                   gamma1_P_min=s.get("gamma1_P_min"), censored=censored)
-        if not out.auto and not 0 <= out.x_left < out.x_right <= 1:
-            raise ValueError(f"window must satisfy 0 <= x_left < x_right <= 1 (the descending branch; "
-                             f"x_left 0 = no lower bound), got x_left={out.x_left}, x_right={out.x_right}")
-        if out.P_min is not None and out.P_max is not None and out.P_min > out.P_max:
-            raise ValueError(f"P_min={out.P_min} > P_max={out.P_max}")
+        check_analysis_ranges(out.x_left, out.x_right, out.P_min, out.P_max)
         if out.min_seeds < 1:
             raise ValueError(f"min_seeds must be >= 1, got {out.min_seeds}")
         if out.n_boot < 0:
