@@ -76,6 +76,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -326,65 +327,47 @@ def _replicates(data: FitData, st: Settings, weights: list[np.ndarray], estimato
     """All statistics for B replicates; weights[i] is (B, S_i) seed multiplicities for P index i.
 
     The point estimate is the replicate whose weights are all 1. ``estimator`` defaults to the
-    settings' primary one. With B = 1 the regressions' inputs are kept (``designs``) for the
-    OLS standard errors."""
-    estimator = estimator or st.estimator
-    rep = (_replicates_authors if estimator == "authors" else _replicates_ours)(data, st, weights)
-    return rep
-
-
-def _replicates_ours(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
+    settings' primary one; it decides only what its definitions decide (``_Ours``, ``_Authors``).
+    With B = 1 the regressions' inputs are kept (``designs``) for the OLS standard errors."""
     B = weights[0].shape[0] if weights else 1
     nP = len(data.P)
+    est = (_Authors if (estimator or st.estimator) == "authors" else _Ours)(data, st, B)
     lo, hi = _log_window(st)
     in_g1 = st.in_gamma1(data.P)
     log_eps_opt = np.full((B, nP), np.nan)
     log_lam_opt = np.full((B, nP), np.nan)
-    mean_log_star = np.full((B, nP), np.nan)
     n_win = np.zeros((B, nP))
-    pooled = np.zeros((B, 5))  # n, Σx, Σy, Σx², Σxy of the pooled γ₁ window
     rows = np.arange(B)
     for i in range(nP):
         C = weights[i].astype(float)
         Y, grid = data.curves[i], data.grids[i]
-        if Y.shape[1]:
-            F = np.isfinite(Y)
-            base = F.sum(0) >= st.min_seeds           # the full-data mask (module docstring)
-            cnt = C @ F.astype(float)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_mean = np.log((C @ np.where(F, Y, 0.0)) / cnt)
-            valid = base[None, :] & np.isfinite(log_mean)
-            masked = np.where(valid, log_mean, np.inf)
-            j = masked.argmin(1)
-            has = np.isfinite(masked[rows, j])
-            xv, yv = vertex(grid, masked, j)
-            log_eps_opt[has, i] = yv[has]
-            log_lam_opt[has, i] = xv[has]
-            x = grid[None, :] - log_lam_opt[:, i:i + 1]
-            y = log_mean - log_eps_opt[:, i:i + 1]
-            # tolerance: a window edge on a grid point up to rounding is inside
-            win = valid & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9) & in_g1[i]
-            xw, yw = np.where(win, x, 0.0), np.where(win, y, 0.0)
-            n_win[:, i] = win.sum(1)
-            pooled += np.stack([n_win[:, i], xw.sum(1), yw.sum(1), (xw * xw).sum(1),
-                                (xw * yw).sum(1)], axis=1)
-        L = data.log_lambda_star[i]
-        f = np.isfinite(L)
+        if not Y.shape[1]:
+            continue
+        F = np.isfinite(Y)
+        cnt = C @ F.astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mean_log_star[:, i] = (C @ np.where(f, L, 0.0)) / (C @ f.astype(float))
-    slope1, icpt1 = _ols_from_sums(*pooled.T)
+            log_mean = np.log((C @ np.where(F, Y, 0.0)) / cnt)
+        valid = est.usable(F.sum(0) >= st.min_seeds, log_mean)
+        masked = np.where(valid, log_mean, np.inf)
+        j = masked.argmin(1)
+        has = np.isfinite(masked[rows, j])
+        xv, yv = est.optimum(grid, masked, j)
+        log_eps_opt[has, i] = yv[has]
+        log_lam_opt[has, i] = xv[has]
+        x = grid[None, :] - log_lam_opt[:, i:i + 1]
+        y = log_mean - log_eps_opt[:, i:i + 1]
+        # tolerance: a window edge on a grid point up to rounding is inside
+        win = valid & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9) & in_g1[i]
+        n_win[:, i] = win.sum(1)
+        est.add_window(i, x, y, win)
+    g1, k1, log_k1, P_g1 = est.gamma1(n_win)
     logP = np.broadcast_to(np.log(data.P.astype(float))[None, :], (B, nP))
-    designs = None
-    if B == 1:  # the pooled γ₁ regression's points, for its OLS standard error
-        designs = {"gamma1": [_window_points(data, st, i, log_lam_opt[0, i], log_eps_opt[0, i],
-                                             min_seeds=st.min_seeds)
-                              for i in range(nP) if in_g1[i] and np.isfinite(log_lam_opt[0, i])]}
-    rng_ok = st.in_range(data.P)[None, :]
-    w2 = rng_ok & np.isfinite(log_lam_opt)
-    slope2, icpt2 = _ols(logP, np.where(w2, log_lam_opt, 0.0), w2)
-    wm = rng_ok & np.isfinite(log_eps_opt)
+    target2 = est.gamma2_target(log_lam_opt, weights)
+    w2 = st.in_range(data.P)[None, :] & np.isfinite(target2)
+    slope2, icpt2 = _ols(logP, np.where(w2, target2, 0.0), w2)
+    wm = est.meas_P()[None, :] & np.isfinite(log_eps_opt)
     slopem, icptm = _ols(logP, np.where(wm, log_eps_opt, 0.0), wm)
-    g1, g2, gm = -slope1, slope2, -slopem
+    g2, gm = slope2, -slopem
     gp = g1 * g2
     # the predicted line: slope fixed at -γ_pred, intercept by least squares = mean residual
     npts = wm.sum(1)
@@ -392,22 +375,103 @@ def _replicates_ours(data: FitData, st: Settings, weights: list[np.ndarray]) -> 
         c = np.where(wm, log_eps_opt + gp[:, None] * logP, 0.0).sum(1) / npts
     c = np.where((npts > 0) & np.isfinite(gp), c, np.nan)
     with np.errstate(over="ignore"):  # absurd intercepts (property tests) become inf -> null
-        k1, k2, km = np.exp(icpt1), np.exp(icpt2), np.exp(icptm)
-    if designs is not None:
-        designs["gamma1"] = [np.concatenate([d[k] for d in designs["gamma1"]]) if designs["gamma1"]
-                             else np.zeros(0) for k in (0, 1)]
-        designs["gamma2"] = (logP[0][w2[0]], log_lam_opt[0][w2[0]])
-        designs["gamma_meas"] = (logP[0][wm[0]], log_eps_opt[0][wm[0]])
+        k2, km = np.exp(icpt2), np.exp(icptm)
+    designs = None
+    if B == 1:
+        designs = {**est.gamma1_designs(log_lam_opt[0], log_eps_opt[0]),
+                   "gamma2": (logP[0][w2[0]], target2[0][w2[0]]),
+                   "gamma_meas": (logP[0][wm[0]], log_eps_opt[0][wm[0]])}
     return {"gamma1": g1, "gamma2": g2, "gamma_meas": gm, "gamma_pred": gp,
-            "gamma_pred_minus_meas": gp - gm, "k1": k1, "k2": k2, "k_meas": km, "pred_log_intercept": c, "log_k1": icpt1, "log_k2": icpt2,
-            "log_k_meas": icptm, "log_eps_opt": log_eps_opt, "log_lambda_opt": log_lam_opt,
-            "mean_log_lambda_star": mean_log_star, "n_window": n_win,
-            "n_window_total": pooled[:, 0], "P_gamma1": n_win > 0, "P_gamma2": w2, "P_meas": wm,
+            "gamma_pred_minus_meas": gp - gm, "k1": k1, "k2": k2, "k_meas": km,
+            "pred_log_intercept": c, "log_k1": log_k1, "log_k2": icpt2, "log_k_meas": icptm,
+            "log_eps_opt": log_eps_opt, "log_lambda_opt": log_lam_opt,
+            "mean_log_lambda_star": _mean_log_lambda_star(data, weights), "n_window": n_win,
+            "n_window_total": n_win.sum(1), "P_gamma1": P_g1, "P_gamma2": w2, "P_meas": wm,
             "designs": designs}
 
 
-def _window_points(data: FitData, st: Settings, i: int, log_lam_opt: float, log_eps_opt: float,
-                   min_seeds: int) -> tuple[np.ndarray, np.ndarray]:
+class _Ours:
+    """Our estimator (module docstring): mean-curve points need >= min_seeds seeds, optima refined
+    by ``vertex``, γ₁ one regression pooled over P, γ₂ on λ_opt, γ_meas over the P range."""
+
+    def __init__(self, data: FitData, st: Settings, B: int):
+        self.data, self.st = data, st
+        self.sums = np.zeros((B, 5))  # n, Σx, Σy, Σx², Σxy of the pooled γ₁ window
+
+    def usable(self, enough_seeds: np.ndarray, log_mean: np.ndarray) -> np.ndarray:
+        return enough_seeds[None, :] & np.isfinite(log_mean)  # the full-data mask (module docstring)
+
+    def optimum(self, grid, masked, j):
+        return vertex(grid, masked, j)
+
+    def add_window(self, i, x, y, win) -> None:
+        xw, yw = np.where(win, x, 0.0), np.where(win, y, 0.0)
+        self.sums += np.stack([win.sum(1), xw.sum(1), yw.sum(1), (xw * xw).sum(1), (xw * yw).sum(1)],
+                              axis=1)
+
+    def gamma1(self, n_win):
+        slope, icpt = _ols_from_sums(*self.sums.T)
+        with np.errstate(over="ignore"):
+            return -slope, np.exp(icpt), icpt, n_win > 0
+
+    def gamma2_target(self, log_lam_opt, weights):
+        return log_lam_opt
+
+    def meas_P(self) -> np.ndarray:
+        return self.st.in_range(self.data.P)
+
+    def gamma1_designs(self, log_lam_opt, log_eps_opt) -> dict:
+        """The pooled γ₁ regression's points, from each P's full-data mean curve."""
+        in_g1 = self.st.in_gamma1(self.data.P)
+        parts = [_window_points(self.data, self.st, i, log_lam_opt[i], log_eps_opt[i])
+                 for i in range(len(self.data.P)) if in_g1[i] and np.isfinite(log_lam_opt[i])]
+        return {"gamma1": [np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
+                           for k in (0, 1)]}
+
+
+class _Authors:
+    """The authors' estimator (their analysis notebook): nanmean curves, grid-argmin optima, γ₁ the
+    mean of per-P slopes over P >= gamma1_P_min, γ₂ on the arithmetic mean of the seeds' λ*,
+    γ_meas over all P (the P range is ignored)."""
+
+    def __init__(self, data: FitData, st: Settings, B: int):
+        self.data = data
+        self.slopes = np.full((B, len(data.P)), np.nan)
+        self.icpts = np.full((B, len(data.P)), np.nan)
+        self.per_P = {"gamma1_per_P": [], "gamma1_P": []} if B == 1 else None
+
+    def usable(self, enough_seeds: np.ndarray, log_mean: np.ndarray) -> np.ndarray:
+        return np.isfinite(log_mean)  # nanmean over the seeds: no seed threshold
+
+    def optimum(self, grid, masked, j):
+        return grid[j], masked[np.arange(len(j)), j]
+
+    def add_window(self, i, x, y, win) -> None:
+        self.slopes[:, i], self.icpts[:, i] = _ols(x, np.where(win, y, 0.0), win)
+        if self.per_P is not None and win[0].sum():
+            self.per_P["gamma1_per_P"].append((x[0][win[0]], y[0][win[0]]))
+            self.per_P["gamma1_P"].append(self.data.P[i])
+
+    def gamma1(self, n_win):
+        # numpy's 'Mean of empty slice' warning is expected where no P enters γ₁
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            g1 = -np.nanmean(np.where(np.isfinite(self.slopes), self.slopes, np.nan), axis=1)
+            k1 = np.nanmean(np.exp(self.icpts), axis=1)
+            return g1, k1, np.log(k1), np.isfinite(self.slopes)
+
+    def gamma2_target(self, log_lam_opt, weights):
+        return _mean_log_lambda_star(self.data, weights, geometric=False)
+
+    def meas_P(self) -> np.ndarray:
+        return np.ones(len(self.data.P), dtype=bool)
+
+    def gamma1_designs(self, log_lam_opt, log_eps_opt) -> dict:
+        return self.per_P
+
+
+def _window_points(data: FitData, st: Settings, i: int, log_lam_opt: float,
+                   log_eps_opt: float) -> tuple[np.ndarray, np.ndarray]:
     """(log λ/λ_opt, log ε̄/ε_opt) of P index i's full-data mean curve inside the γ₁ window."""
     Y, grid = data.curves[i], data.grids[i]
     F = np.isfinite(Y)
@@ -415,105 +479,24 @@ def _window_points(data: FitData, st: Settings, i: int, log_lam_opt: float, log_
         log_mean = np.log(np.where(F, Y, 0.0).sum(0) / F.sum(0))
     lo, hi = _log_window(st)
     x, y = grid - log_lam_opt, log_mean - log_eps_opt
-    win = (F.sum(0) >= min_seeds) & np.isfinite(y) & (x >= lo - 1e-9) & (x <= hi + 1e-9)
+    win = (F.sum(0) >= st.min_seeds) & np.isfinite(y) & (x >= lo - 1e-9) & (x <= hi + 1e-9)
     return x[win], y[win]
 
 
-def _replicates_authors(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
-    """The authors' estimator (their analysis notebook), vectorised over replicates like ours:
-    nanmean curves, grid-argmin optima, γ₁ the mean of per-P slopes over P >= gamma1_P_min,
-    γ₂ on the arithmetic mean of the seeds' λ*, γ_meas over all P (the P range is ignored)."""
-    B = weights[0].shape[0] if weights else 1
-    nP = len(data.P)
-    lo, hi = _log_window(st)
-    in_g1 = st.in_gamma1(data.P)
-    log_eps_opt = np.full((B, nP), np.nan)
-    log_lam_opt = np.full((B, nP), np.nan)
-    log_mean_star = np.full((B, nP), np.nan)      # log of the arithmetic mean of λ*_s
-    slopes = np.full((B, nP), np.nan)
-    icpts = np.full((B, nP), np.nan)
-    n_win = np.zeros((B, nP))
-    rows = np.arange(B)
-    designs = {"gamma1_per_P": [], "gamma1_P": []} if B == 1 else None
-    for i in range(nP):
-        C = weights[i].astype(float)
-        Y, grid = data.curves[i], data.grids[i]
-        if Y.shape[1]:
-            F = np.isfinite(Y)
-            cnt = C @ F.astype(float)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_mean = np.log((C @ np.where(F, Y, 0.0)) / cnt)   # nanmean over the seeds
-            masked = np.where(np.isfinite(log_mean), log_mean, np.inf)
-            j = masked.argmin(1)
-            has = np.isfinite(masked[rows, j])
-            log_eps_opt[has, i] = masked[rows, j][has]
-            log_lam_opt[has, i] = grid[j][has]
-            if in_g1[i]:
-                x = grid[None, :] - log_lam_opt[:, i:i + 1]
-                y = log_mean - log_eps_opt[:, i:i + 1]
-                win = np.isfinite(y) & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9)
-                n_win[:, i] = win.sum(1)
-                slopes[:, i], icpts[:, i] = _ols(x, np.where(win, y, 0.0), win)
-                if designs is not None and win[0].sum():
-                    designs["gamma1_per_P"].append((x[0][win[0]], y[0][win[0]]))
-                    designs["gamma1_P"].append(data.P[i])
-        L = data.log_lambda_star[i]
-        f = np.isfinite(L)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_mean_star[:, i] = np.log((C @ np.where(f, np.exp(np.where(f, L, 0.0)), 0.0))
-                                         / (C @ f.astype(float)))
-    with np.errstate(invalid="ignore"), warnings_ignored():
-        g1 = -np.nanmean(np.where(np.isfinite(slopes), slopes, np.nan), axis=1)
-        k1 = np.nanmean(np.exp(icpts), axis=1)
-    logP = np.broadcast_to(np.log(data.P.astype(float))[None, :], (B, nP))
-    w2 = st.in_range(data.P)[None, :] & np.isfinite(log_mean_star)
-    slope2, icpt2 = _ols(logP, np.where(w2, log_mean_star, 0.0), w2)
-    wm = np.isfinite(log_eps_opt)
-    slopem, icptm = _ols(logP, np.where(wm, log_eps_opt, 0.0), wm)
-    g2, gm = slope2, -slopem
-    gp = g1 * g2
-    npts = wm.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.where(wm, log_eps_opt + gp[:, None] * logP, 0.0).sum(1) / npts
-    c = np.where((npts > 0) & np.isfinite(gp), c, np.nan)
-    with np.errstate(over="ignore", divide="ignore"):
-        k2, km, log_k1 = np.exp(icpt2), np.exp(icptm), np.log(k1)
-    if designs is not None:
-        designs["gamma2"] = (logP[0][w2[0]], log_mean_star[0][w2[0]])
-        designs["gamma_meas"] = (logP[0][wm[0]], log_eps_opt[0][wm[0]])
-    with np.errstate(invalid="ignore"):
-        P_g1 = np.isfinite(slopes)
-    return {"gamma1": g1, "gamma2": g2, "gamma_meas": gm, "gamma_pred": gp,
-            "gamma_pred_minus_meas": gp - gm, "k1": k1, "k2": k2, "k_meas": km,
-            "pred_log_intercept": c, "log_k1": log_k1, "log_k2": icpt2, "log_k_meas": icptm,
-            "log_eps_opt": log_eps_opt, "log_lambda_opt": log_lam_opt,
-            "mean_log_lambda_star": _geomean_log_star(data, weights), "n_window": n_win,
-            "n_window_total": n_win.sum(1), "P_gamma1": P_g1, "P_gamma2": w2, "P_meas": wm,
-            "designs": designs}
-
-
-def _geomean_log_star(data: FitData, weights) -> np.ndarray:
-    """(B, nP) mean over seeds of log λ*_s (reported per P as lambda_star_geomean)."""
+def _mean_log_lambda_star(data: FitData, weights, geometric: bool = True) -> np.ndarray:
+    """(B, nP) log of the mean over seeds of λ*_s: geometric (the mean of log λ*_s, reported per P
+    as lambda_star_geomean) or arithmetic (the authors' γ₂ target)."""
     out = []
-    for i, L in enumerate(data.log_lambda_star):
+    for L, W in zip(data.log_lambda_star, weights):
         f = np.isfinite(L)
-        C = weights[i].astype(float)
+        C = W.astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out.append((C @ np.where(f, L, 0.0)) / (C @ f.astype(float)))
+            if geometric:
+                out.append((C @ np.where(f, L, 0.0)) / (C @ f.astype(float)))
+            else:
+                out.append(np.log((C @ np.where(f, np.exp(np.where(f, L, 0.0)), 0.0))
+                                  / (C @ f.astype(float))))
     return np.stack(out, axis=1) if out else np.zeros((1, 0))
-
-
-class warnings_ignored:
-    """numpy's 'Mean of empty slice' RuntimeWarning is expected where no P enters γ₁."""
-
-    def __enter__(self):
-        import warnings
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
 
 
 def ols_summary(x, y) -> dict:
