@@ -653,7 +653,8 @@ def per_P_rows(data: FitData, st: Settings, point: dict, boot: dict | None = Non
 
 def describe(data: FitData, settings: dict | Settings) -> list[dict]:
     """Per-P optima without fitting or bootstrap (what an impossible fit can still report)."""
-    st = _for_data(data, settings if isinstance(settings, Settings) else Settings.from_dict(settings))
+    st = settings_for_data(data, settings if isinstance(settings, Settings)
+                           else Settings.from_dict(settings))
     if len(data.P) == 0:
         return []
     if st.auto:  # optima do not depend on the window; any concrete one will do here
@@ -665,8 +666,9 @@ def _unit_weights(data: FitData) -> list[np.ndarray]:
     return [np.ones((1, len(s))) for s in data.log_lambda_star]
 
 
-def _for_data(data: FitData, st: Settings) -> Settings:
-    """Published seed means have one curve per P: no seed threshold, nothing to resample."""
+def settings_for_data(data: FitData, st: Settings) -> Settings:
+    """The settings a fit of data uses: published seed means have one curve per P, so no seed
+    threshold and nothing to resample."""
     return st.with_(min_seeds=1, n_boot=0) if data.published else st
 
 
@@ -742,15 +744,16 @@ def estimate(data: FitData, settings: dict | Settings) -> dict:
 
     With estimator "both" the result is ours, and ``by_estimator`` holds each estimator's result
     (an impossible one as {"status": "impossible", "reason": ...})."""
-    st = _for_data(data, settings if isinstance(settings, Settings) else Settings.from_dict(settings))
+    st = settings_for_data(data, settings if isinstance(settings, Settings)
+                           else Settings.from_dict(settings))
     if len(data.P) == 0:
         raise FitError("no P values with data in the aggregate")
     if not st.also:
-        return _estimate_one(data, st, st.estimator)
+        return estimate_one(data, st, st.estimator)
     results: dict[str, dict | FitError] = {}
     for name in (st.estimator, *st.also):
         try:
-            results[name] = _estimate_one(data, st, name)
+            results[name] = estimate_one(data, st, name)
         except FitError as exc:
             results[name] = exc
     by = {name: _strip(r) if isinstance(r, dict) else {"status": "impossible", "reason": str(r)}
@@ -794,7 +797,9 @@ def apply_censoring(data: FitData, st: Settings, estimator: str) -> tuple[FitDat
     return data.subset(keep_P, keep_seeds), block
 
 
-def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
+def estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
+    """One estimator's fit (``estimate`` without "both"), for callers that vary the settings
+    themselves (sensitivity.py); st as ``settings_for_data`` made it. Raises FitError."""
     st_in = st
     data, censored = apply_censoring(data, st, estimator)
     st = resolve_window(data, st)
@@ -870,7 +875,7 @@ def _min_x(data: FitData, point: dict) -> float | None:
 def run(curves_path, optima_path, settings: dict, out) -> dict:
     """Fit one aggregate and write fit.json (status "impossible" + reason on FitError)."""
     data, cmeta = load_fit_data(curves_path, optima_path)
-    st = _for_data(data, Settings.from_dict(settings))
+    st = settings_for_data(data, Settings.from_dict(settings))
     try:
         result = estimate(data, st)
     except FitError as exc:
