@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from workflow_scripts import aggregate, fit, io, provenance, seal, trajectory
-from workflow_scripts.fit import FitData, FitError
+from workflow_scripts import aggregate, auto_window, fit, io, provenance, seal, trajectory
+from workflow_scripts.fit_data import FitData, FitError, fit_data_from_frames
 from workflow_scripts.synthetic_curves import (fit_data_from_seed_curves, simulate_fit_data,
                                               simulate_trajectories, synthetic_shape)
 
@@ -368,7 +368,7 @@ def test_property_aggregate_then_fit(cells, seed):
         seeds.append(aggregate.reduce_arrays(lam, err, np.arange(n), P, k,
                                              status="diverged" if diverged else "completed"))
     curves, optima, _ = aggregate.aggregate(seeds, {"grid_points": 12, "min_seeds": 1})
-    data = fit.fit_data_from_frames(curves, optima)
+    data = fit_data_from_frames(curves, optima)
     try:
         r = fit.estimate(data, {**SETTINGS, "bootstrap": {"n": 10, "seed": 0}})
         assert r["status"] == "ok"
@@ -403,7 +403,7 @@ def test_auto_window_finds_the_power_law_stretch(estimator):
     auto = fit.estimate(data, {**s, "window": "auto"})
     w = auto["settings"]["window_resolved"]
     # the window sits on the power law: right of the plateau, left of the minimum's curvature
-    assert 0.015 <= w["x_left"] <= 0.06 and 0.3 <= w["x_right"] <= fit.AUTO_X_MAX
+    assert 0.015 <= w["x_left"] <= 0.06 and 0.3 <= w["x_right"] <= auto_window.AUTO_X_MAX
     assert auto["settings"]["window"] == "auto"
     assert abs(auto["estimates"]["gamma1"]["value"] - 0.45) < 0.02
     # a fixed window reaching into the plateau is biased: the check above can fail

@@ -3,7 +3,8 @@
 Why: the paper's claim is γ_pred = γ₁·γ₂ ≈ γ_meas; this module turns one aggregate (schema in
 ``aggregate.py``; nothing else is read) into those exponents with percentile confidence intervals
 from a bootstrap over seeds within each P, so every number in Table 1 has an error bar and a
-provenance.
+provenance. Its helpers: ``fit_data`` (the input read from an aggregate, censored seeds left out),
+``auto_window`` (``window: auto``), ``regressions`` (least squares and OLS standard errors).
 
 Definitions (all logs natural; windows and P ranges come from the settings, nothing is tuned here)
     mean curve ε̄_P(λ)   per P, the mean over seeds of the interpolated test error at each grid
@@ -77,77 +78,25 @@ import argparse
 import math
 import sys
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
-import pandas as pd
 
 from . import io, provenance
-from .aggregate import SCHEMA, read_aggregate_file, validate_curves, validate_optima
+from .aggregate import SCHEMA
+from .auto_window import AUTO_TOLERANCE, resolve_window
 from .config import check_analysis_ranges, parse_settings
+from .fit_data import FitData, FitError, apply_censoring, load_fit_data
+from .regressions import (number_or_none, ols_from_sums, ols_regressions, ols_rows,
+                          ols_standard_errors)
 
 FIT_SCHEMA = "fit/1"
 ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_meas", "k1", "k2",
              "k_meas", "pred_log_intercept")
 
 
-class FitError(Exception):
-    """The data do not allow the fit (too few P values, empty window, ...); the message says why.
-
-    With estimator "both", ``by_estimator`` holds every estimator's result even when the primary
-    one failed (the other may still be possible)."""
-    by_estimator: dict | None = None
-
-
-@dataclass
-class FitData:
-    """Per-P arrays: the only input of the fit. Index i runs over the sorted P values."""
-    P: np.ndarray                         # (nP,) int
-    grids: list[np.ndarray]               # per P: (G_P,) log λ grid, increasing
-    curves: list[np.ndarray]              # per P: (S_P, G_P) interpolated test error, NaN = none
-    log_lambda_star: list[np.ndarray]     # per P: (S_P,) log λ*_s, NaN = none
-    eps_star: list[np.ndarray]            # per P: (S_P,) ε*_s, NaN = none
-    seeds: list[np.ndarray] = field(default_factory=list)
-    # per P: (S_P,) bool, the seed's minimum is censored by the end of training (empty: none)
-    censored: list[np.ndarray] = field(default_factory=list)
-    # published seed means (workflow_scripts/published.py): one curve per P, no seeds to resample
-    published: bool = False
-
-    def __post_init__(self):
-        self.P = np.asarray(self.P, dtype=np.int64)
-        n = len(self.P)
-        for name in ("grids", "curves", "log_lambda_star", "eps_star"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"FitData.{name} has {len(getattr(self, name))} entries for {n} P values")
-        for i in range(n):
-            S = len(self.log_lambda_star[i])
-            if self.curves[i].shape != (S, len(self.grids[i])) or len(self.eps_star[i]) != S:
-                raise ValueError(f"FitData: inconsistent shapes at P={self.P[i]}")
-        if not self.censored:
-            self.censored = [np.zeros(len(s), dtype=bool) for s in self.log_lambda_star]
-        self.censored = [np.asarray(c, dtype=bool) for c in self.censored]
-        if [len(c) for c in self.censored] != [len(s) for s in self.log_lambda_star]:
-            raise ValueError("FitData.censored must hold one flag per seed of each P")
-
-    def subset(self, keep_P: np.ndarray, keep_seeds: list[np.ndarray]) -> "FitData":
-        """The P values where keep_P, each with the seeds where keep_seeds[i] (both boolean)."""
-        idx = np.flatnonzero(keep_P)
-        pick = {name: [getattr(self, name)[i][keep_seeds[i]] for i in idx]
-                for name in ("curves", "log_lambda_star", "eps_star", "censored")}
-        seeds = [self.seeds[i][keep_seeds[i]] for i in idx] if self.seeds else []
-        return FitData(P=self.P[idx], grids=[self.grids[i] for i in idx], seeds=seeds,
-                       published=self.published, **pick)
-
-
 ESTIMATORS = ("ours", "authors")
 CENSORED = ("exclude", "include")
-AUTHORS_CENSORED = ("the authors' estimator keeps every seed, censored minima included, as their "
-                    "notebook did")
-# window: auto (``auto_window``): the widest stretch of the descending branch where the local
-# log-slope of ε̄/ε_opt stays within AUTO_TOLERANCE (relative) of its median over the stretch.
-AUTO_TOLERANCE = 0.15
-AUTO_X_MAX = 0.8        # the stretch ends at or before 0.8 λ_opt: clear of the minimum's curvature
-AUTO_MIN_DECADES = 0.3  # and spans at least this many decades of λ/λ_opt
 
 
 @dataclass
@@ -233,89 +182,7 @@ class Settings:
 
 
 # ---------------------------------------------------------------------------------------------
-# reading an aggregate
-
-def fit_data_from_frames(curves: pd.DataFrame, optima: pd.DataFrame, published: bool = False) -> FitData:
-    """FitData from the aggregate tables (schema in aggregate.py); "mean" rows are ignored, except
-    in a published aggregate (footer key ``published``), whose "mean" rows are its only curves."""
-    validate_curves(curves)
-    validate_optima(optima)
-    kind = "mean" if published else "seed"
-    rows = curves[curves["kind"] == kind] if "kind" in curves else curves
-    rows = rows[np.isfinite(rows["log_lambda"].to_numpy(dtype=float))]
-    opt = optima
-    if "used" in opt:
-        opt = opt[opt["used"].astype(bool)]
-    Ps = sorted(set(rows["P"].astype(int)) | set(opt["P"].astype(int)))
-    data = {"P": [], "grids": [], "curves": [], "log_lambda_star": [], "eps_star": [], "seeds": [],
-            "censored": []}
-    for P in Ps:
-        r = rows[rows["P"] == P]
-        o = opt[opt["P"] == P]
-        seeds = np.array(sorted(set(r["seed"].astype(int)) | set(o["seed"].astype(int))), dtype=np.int64)
-        if len(r):
-            g = r.groupby("grid_index")["log_lambda"]
-            spread = (g.max() - g.min()).to_numpy()
-            if np.any(spread > 1e-9 * (1 + np.abs(g.first().to_numpy()))):
-                raise ValueError(f"curves: seeds of P={P} disagree on the log_lambda of a grid_index")
-            grid_s = g.first().sort_values()
-            grid = grid_s.to_numpy(dtype=float)
-            if np.any(np.diff(grid) <= 0):
-                raise ValueError(f"curves: the log-λ grid of P={P} has repeated values")
-            col = {gi: j for j, gi in enumerate(grid_s.index)}
-            mat = np.full((len(seeds), len(grid)), np.nan)
-            srow = {s: i for i, s in enumerate(seeds)}
-            mat[[srow[s] for s in r["seed"].astype(int)], [col[gi] for gi in r["grid_index"]]] = \
-                r["test_error"].to_numpy(dtype=float)
-        else:
-            grid, mat = np.zeros(0), np.zeros((len(seeds), 0))
-        lam = np.full(len(seeds), np.nan)
-        eps = np.full(len(seeds), np.nan)
-        cens = np.zeros(len(seeds), dtype=bool)
-        idx = {s: i for i, s in enumerate(seeds)}
-        if "censored" in o:  # absent or null (files written before it, published ones): not censored
-            for s, c in zip(o["seed"].astype(int), o["censored"]):
-                cens[idx[s]] = bool(c) if not pd.isna(c) else False
-        for s, ls, es in zip(o["seed"].astype(int), o["lambda_star"].to_numpy(dtype=float),
-                             o["eps_star"].to_numpy(dtype=float)):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                lam[idx[s]] = np.log(ls) if ls > 0 else np.nan
-            eps[idx[s]] = es
-        mat[~np.isfinite(mat)] = np.nan
-        for k, v in zip(data, (P, grid, mat, lam, eps, seeds, cens)):
-            data[k].append(v)
-    return FitData(**data, published=published)
-
-
-def load_fit_data(curves_path, optima_path) -> tuple[FitData, dict]:
-    curves, cmeta = read_aggregate_file(curves_path)
-    optima, _ = read_aggregate_file(optima_path)
-    return fit_data_from_frames(curves, optima, published=bool(cmeta.get("published"))), cmeta
-
-
-# ---------------------------------------------------------------------------------------------
 # the estimator, vectorised over bootstrap replicates
-
-def _ols(x: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """Row-wise weighted least squares y = a + b x over the last axis (w = 0/1 masks).
-
-    Returns slope b, intercept a (NaN where fewer than 2 points or no spread in x)."""
-    x = np.where(w, x, 0.0)
-    y = np.where(w, y, 0.0)
-    n = w.sum(-1)
-    sx, sy = x.sum(-1), y.sum(-1)
-    sxx, sxy = (x * x).sum(-1), (x * y).sum(-1)
-    return _ols_from_sums(n, sx, sy, sxx, sxy)
-
-
-def _ols_from_sums(n, sx, sy, sxx, sxy):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        den = n * sxx - sx * sx
-        ok = (n >= 2) & (den > 1e-12 * np.maximum(n * sxx, 1e-300))
-        b = np.where(ok, (n * sxy - sx * sy) / np.where(ok, den, 1), np.nan)
-        a = np.where(ok, (sy - b * sx) / np.where(n > 0, n, 1), np.nan)
-    return b, a
-
 
 def _log_window(st: Settings) -> tuple[float, float]:
     if st.auto:
@@ -364,9 +231,9 @@ def _replicates(data: FitData, st: Settings, weights: list[np.ndarray], estimato
     logP = np.broadcast_to(np.log(data.P.astype(float))[None, :], (B, nP))
     target2 = est.gamma2_target(log_lam_opt, weights)
     w2 = st.in_range(data.P)[None, :] & np.isfinite(target2)
-    slope2, icpt2 = _ols(logP, np.where(w2, target2, 0.0), w2)
+    slope2, icpt2 = ols_rows(logP, np.where(w2, target2, 0.0), w2)
     wm = est.meas_P()[None, :] & np.isfinite(log_eps_opt)
-    slopem, icptm = _ols(logP, np.where(wm, log_eps_opt, 0.0), wm)
+    slopem, icptm = ols_rows(logP, np.where(wm, log_eps_opt, 0.0), wm)
     g2, gm = slope2, -slopem
     gp = g1 * g2
     # the predicted line: slope fixed at -γ_pred, intercept by least squares = mean residual
@@ -410,7 +277,7 @@ class _Ours:
                               axis=1)
 
     def gamma1(self, n_win):
-        slope, icpt = _ols_from_sums(*self.sums.T)
+        slope, icpt = ols_from_sums(*self.sums.T)
         with np.errstate(over="ignore"):
             return -slope, np.exp(icpt), icpt, n_win > 0
 
@@ -447,7 +314,7 @@ class _Authors:
         return grid[j], masked[np.arange(len(j)), j]
 
     def add_window(self, i, x, y, win) -> None:
-        self.slopes[:, i], self.icpts[:, i] = _ols(x, np.where(win, y, 0.0), win)
+        self.slopes[:, i], self.icpts[:, i] = ols_rows(x, np.where(win, y, 0.0), win)
         if self.per_P is not None and win[0].sum():
             self.per_P["gamma1_per_P"].append((x[0][win[0]], y[0][win[0]]))
             self.per_P["gamma1_P"].append(self.data.P[i])
@@ -497,59 +364,6 @@ def _mean_log_lambda_star(data: FitData, weights, geometric: bool = True) -> np.
                 out.append(np.log((C @ np.where(f, np.exp(np.where(f, L, 0.0)), 0.0))
                                   / (C @ f.astype(float))))
     return np.stack(out, axis=1) if out else np.zeros((1, 0))
-
-
-def ols_summary(x, y) -> dict:
-    """One regression's statsmodels OLS summary: n, slope, intercept, the slope's standard error
-    and R² (None where the design cannot give them: fewer than 2 distinct x, or for the error
-    n − 2 = 0 residual degrees of freedom)."""
-    import statsmodels.api as sm
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    out = {"n": int(len(x)), "slope": None, "intercept": None, "se": None, "r2": None}
-    if len(x) < 2 or np.ptp(x) == 0:
-        return out
-    res = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
-    out.update(slope=_num(res.params[1]), intercept=_num(res.params[0]))
-    if len(x) >= 3:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out.update(se=_num(res.bse[1]), r2=_num(res.rsquared))
-    return out
-
-
-def ols_regressions(point: dict) -> dict:
-    """The point estimate's regressions, each as an ``ols_summary`` (fit.json ``regressions``):
-    gamma1 (ours: the pooled fit) or gamma1_per_P (authors: one per P, with its P), gamma2 and
-    gamma_meas. Slopes are in the fit's own variables (log ε/ε_opt on log λ/λ_opt, log λ_opt and
-    log ε_opt on log P), so γ₁ and γ_meas are minus theirs."""
-    d = point["designs"] or {}
-    out = {k: ols_summary(*d[k]) for k in ("gamma1", "gamma2", "gamma_meas") if k in d}
-    if "gamma1_per_P" in d:
-        out["gamma1_per_P"] = [{"P": int(P), **ols_summary(x, y)}
-                               for P, (x, y) in zip(d.get("gamma1_P", []), d["gamma1_per_P"])]
-    return out
-
-
-def ols_standard_errors(regressions: dict, point: dict, estimator: str) -> dict:
-    """Regression standard errors of the exponents from ``ols_regressions``.
-
-    ours: the pooled γ₁ regression, γ₂, γ_meas. authors: γ₁'s error is sqrt(mean of the per-P slope
-    variances) as in their notebook; γ₂ and γ_meas as ours. γ_pred by first-order propagation,
-    sqrt((γ₂σ₁)² + (γ₁σ₂)²); γ_pred − γ_meas adds σ_meas in quadrature (treated as independent)."""
-    def se(key):
-        v = (regressions.get(key) or {}).get("se")
-        return math.nan if v is None else v
-
-    if estimator == "authors":
-        var = [r["se"] ** 2 for r in regressions.get("gamma1_per_P", []) if r["se"] is not None]
-        s1 = math.sqrt(sum(var) / len(var)) if var else math.nan
-    else:
-        s1 = se("gamma1")
-    s2, sm_ = se("gamma2"), se("gamma_meas")
-    g1, g2 = float(point["gamma1"][0]), float(point["gamma2"][0])
-    sp = math.hypot(g2 * s1, g1 * s2)
-    return {"gamma1": s1, "gamma2": s2, "gamma_meas": sm_, "gamma_pred": sp,
-            "gamma_pred_minus_meas": math.hypot(sp, sm_)}
 
 
 def curve_minimum(lam: np.ndarray, err: np.ndarray) -> tuple[float, float]:
@@ -622,11 +436,6 @@ def bootstrap_weights(data: FitData, n: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def _num(a) -> float | None:
-    a = float(a)
-    return a if math.isfinite(a) else None
-
-
 def per_P_rows(data: FitData, st: Settings, point: dict, boot: dict | None = None) -> list[dict]:
     """The per-P table of fit.json: optima of the mean curve (with bootstrap intervals if given)."""
     alpha = (1 - st.level) / 2
@@ -641,10 +450,10 @@ def per_P_rows(data: FitData, st: Settings, point: dict, boot: dict | None = Non
         rows.append({
             "P": int(P), "n_seeds": int(len(data.log_lambda_star[i])),
             "n_seeds_with_lambda_star": int(np.isfinite(data.log_lambda_star[i]).sum()),
-            "eps_opt": _num(np.exp(point["log_eps_opt"][0, i])), "eps_opt_ci": ci["eps_opt"],
-            "lambda_opt": _num(np.exp(point["log_lambda_opt"][0, i])),
+            "eps_opt": number_or_none(np.exp(point["log_eps_opt"][0, i])), "eps_opt_ci": ci["eps_opt"],
+            "lambda_opt": number_or_none(np.exp(point["log_lambda_opt"][0, i])),
             "lambda_opt_ci": ci["lambda_opt"],
-            "lambda_star_geomean": _num(np.exp(point["mean_log_lambda_star"][0, i])),
+            "lambda_star_geomean": number_or_none(np.exp(point["mean_log_lambda_star"][0, i])),
             "n_window_points": int(point["n_window"][0, i]),
             "in_P_range": bool(st.in_range(data.P[i:i + 1])[0]),
         })
@@ -674,69 +483,6 @@ def settings_for_data(data: FitData, st: Settings) -> Settings:
 
 NO_BOOTSTRAP_PUBLISHED = ("published seed means: the files hold no per-seed curves, so there is "
                           "nothing to resample and the intervals are null")
-
-
-def resolve_window(data: FitData, st: Settings) -> Settings:
-    """``window: auto`` made concrete on the full data (then fixed for every bootstrap replicate).
-
-    Rule: on each P's mean curve (≥ min_seeds seeds per point; optimum at the grid minimum), take
-    the local log-slopes d log ε̄ / d log λ between neighbouring grid points left of λ_opt with
-    λ/λ_opt ≤ AUTO_X_MAX; pool them over P (those ≥ gamma1_P_min) and take their median in bins
-    of log λ/λ_opt one (coarsest) grid step wide. The window is the widest run of ≥ 3 consecutive
-    bins, spanning ≥ AUTO_MIN_DECADES decades, whose medians all lie within AUTO_TOLERANCE
-    (relative) of the run's own median slope, which must be negative (a descending power law)."""
-    if not st.auto:
-        return st
-    in_g1 = st.in_gamma1(data.P)
-    xs, ss, steps = [], [], []
-    for i in range(len(data.P)):
-        Y, grid = data.curves[i], data.grids[i]
-        if not in_g1[i] or Y.shape[1] < 3:
-            continue
-        F = np.isfinite(Y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            m = np.log(np.where(F, Y, 0.0).sum(0) / F.sum(0))
-        ok = (F.sum(0) >= st.min_seeds) & np.isfinite(m)
-        if not ok.any():
-            continue
-        j = int(np.where(ok, m, np.inf).argmin())
-        k = np.flatnonzero(ok[:j + 1])
-        if len(k) < 2:
-            continue
-        g, mk = grid[k], m[k]
-        mid = (g[1:] + g[:-1]) / 2 - grid[j]
-        keep = mid <= math.log(AUTO_X_MAX)
-        xs.append(mid[keep])
-        ss.append((np.diff(mk) / np.diff(g))[keep])
-        steps.append(float(np.median(np.diff(grid))))
-    if not xs or not sum(len(x) for x in xs):
-        raise FitError("window: auto found no descending branch (no mean-curve points left of "
-                       "λ_opt with ≥ min_seeds seeds)")
-    x, slope = np.concatenate(xs), np.concatenate(ss)
-    width = max(steps)
-    edges = np.arange(math.log(AUTO_X_MAX), x.min() - width, -width)[::-1]
-    idx = np.digitize(x, edges) - 1
-    bins = [(edges[b], edges[b + 1], float(np.median(slope[idx == b])))
-            for b in range(len(edges) - 1) if np.any(idx == b)]
-    best = None
-    for a_ in range(len(bins)):
-        for b_ in range(a_ + 2, len(bins)):
-            run = bins[a_:b_ + 1]
-            if any(run[t + 1][0] != run[t][1] for t in range(len(run) - 1)):
-                break  # a gap: the run must be contiguous
-            med = float(np.median([r[2] for r in run]))
-            span = (run[-1][1] - run[0][0]) / math.log(10)
-            if med >= 0 or span < AUTO_MIN_DECADES:
-                continue
-            if all(abs(r[2] - med) <= AUTO_TOLERANCE * abs(med) for r in run):
-                key = (span, run[-1][1])
-                if best is None or key > best[0]:
-                    best = (key, run[0][0], run[-1][1])
-    if best is None:
-        raise FitError(f"window: auto found no stretch of ≥ {AUTO_MIN_DECADES} decades left of "
-                       f"{AUTO_X_MAX} λ_opt where the local log-slope stays within "
-                       f"{AUTO_TOLERANCE:.0%} of its median")
-    return st.with_(x_left=float(math.exp(best[1])), x_right=float(math.exp(best[2])))
 
 
 def estimate(data: FitData, settings: dict | Settings) -> dict:
@@ -770,33 +516,6 @@ def _strip(res: dict) -> dict:
     return {k: v for k, v in res.items() if k not in ("settings", "by_estimator")}
 
 
-def apply_censoring(data: FitData, st: Settings, estimator: str) -> tuple[FitData, dict]:
-    """The data a fit uses and fit.json's ``censored`` block (module docstring: censored minima).
-
-    exclude (ours): censored seeds are dropped; so is a P left with fewer than min_seeds seeds,
-    with the reason. include, and always the authors' estimator: the data unchanged."""
-    mode = "include" if estimator == "authors" else st.censored
-    per_P = [{"P": int(P), "seeds": int(len(c)), "censored": int(c.sum())}
-             for P, c in zip(data.P, data.censored)]
-    block = {"setting": mode, "per_P": per_P, "dropped_P": []}
-    if estimator == "authors":
-        block["note"] = AUTHORS_CENSORED
-    if mode == "include" or not any(c.any() for c in data.censored):
-        return data, block
-    keep_seeds = [~c for c in data.censored]
-    keep_P = np.array([k.sum() >= st.min_seeds for k in keep_seeds], dtype=bool)
-    for row, k in zip(per_P, keep_P):
-        if not k:
-            left = row["seeds"] - row["censored"]
-            block["dropped_P"].append({"P": row["P"], "reason": (
-                f"{row['censored']} of {row['seeds']} seeds have a censored minimum; the "
-                f"{left} left are fewer than min_seeds={st.min_seeds}")})
-    if not keep_P.any():
-        raise FitError(f"every P has fewer than min_seeds={st.min_seeds} seeds whose minimum is not "
-                       "censored by the end of training (analysis.censored: exclude); train longer")
-    return data.subset(keep_P, keep_seeds), block
-
-
 def estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
     """One estimator's fit (``estimate`` without "both"), for callers that vary the settings
     themselves (sensitivity.py); st as ``settings_for_data`` made it. Raises FitError."""
@@ -812,16 +531,17 @@ def estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
     alpha = (1 - st.level) / 2
     estimates = {}
     for name in ESTIMATES:
-        e = {"value": _num(point[name][0]), "ci_low": None, "ci_high": None, "se": None, "n_valid": 0}
+        e = {"value": number_or_none(point[name][0]), "ci_low": None, "ci_high": None, "se": None,
+             "n_valid": 0}
         if boot is not None:
             b = boot[name][np.isfinite(boot[name])]
             e["n_valid"] = int(len(b))
             if len(b):
                 e["ci_low"], e["ci_high"] = (float(q) for q in np.quantile(b, [alpha, 1 - alpha]))
                 with np.errstate(over="ignore", invalid="ignore"):
-                    e["se"] = _num(b.std(ddof=1)) if len(b) > 1 else 0.0
+                    e["se"] = number_or_none(b.std(ddof=1)) if len(b) > 1 else 0.0
         if name in se_ols:
-            e["se_ols"] = _num(se_ols[name])
+            e["se_ols"] = number_or_none(se_ols[name])
         estimates[name] = e
     per_P = per_P_rows(data, st, point, boot)
     P_used = {"gamma1": [int(P) for P, w in zip(data.P, point["P_gamma1"][0]) if w],
@@ -831,12 +551,12 @@ def estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
     lo, hi = _log_window(st)
     lines = {
         "collapse": {"x": "log(lambda/lambda_opt)", "y": "log(eps/eps_opt)",
-                     "slope": -v["gamma1"], "intercept": _num(point["log_k1"][0]),
-                     "x_range": [_num(lo) if math.isfinite(lo) else _min_x(data, point), hi]},
+                     "slope": -v["gamma1"], "intercept": number_or_none(point["log_k1"][0]),
+                     "x_range": [number_or_none(lo) if math.isfinite(lo) else _min_x(data, point), hi]},
         "lambda_opt": {"x": "log(P)", "y": "log(lambda_opt)", "slope": v["gamma2"],
-                        "intercept": _num(point["log_k2"][0])},
+                        "intercept": number_or_none(point["log_k2"][0])},
         "eps_opt": {"x": "log(P)", "y": "log(eps_opt)", "slope": -v["gamma_meas"],
-                    "intercept": _num(point["log_k_meas"][0])},
+                    "intercept": number_or_none(point["log_k_meas"][0])},
         "predicted": {"x": "log(P)", "y": "log(eps_opt)", "slope": -v["gamma_pred"],
                       "intercept": v["pred_log_intercept"]},
     }
@@ -869,7 +589,7 @@ def _min_x(data: FitData, point: dict) -> float | None:
     """The smallest log λ/λ_opt any mean curve reaches (the left end of an unbounded window)."""
     xs = [data.grids[i][0] - point["log_lambda_opt"][0, i] for i in range(len(data.P))
           if len(data.grids[i]) and np.isfinite(point["log_lambda_opt"][0, i])]
-    return _num(min(xs)) if xs else None
+    return number_or_none(min(xs)) if xs else None
 
 
 def run(curves_path, optima_path, settings: dict, out) -> dict:
@@ -914,8 +634,11 @@ def main(argv=None) -> int:
         print(f"fit impossible: {res['reason']}", file=sys.stderr)
     else:
         e = res["estimates"]
-        print("  ".join(f"{k}={e[k]['value']:.3f} [{e[k]['ci_low'] if e[k]['ci_low'] is None else round(e[k]['ci_low'], 3)}, "
-                        f"{e[k]['ci_high'] if e[k]['ci_high'] is None else round(e[k]['ci_high'], 3)}]"
+
+        def bound(v):  # an interval end, rounded; None where there is no interval
+            return v if v is None else round(v, 3)
+
+        print("  ".join(f"{k}={e[k]['value']:.3f} [{bound(e[k]['ci_low'])}, {bound(e[k]['ci_high'])}]"
                         for k in ("gamma1", "gamma2", "gamma_pred", "gamma_meas")), file=sys.stderr)
     return 0
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import provenance
 from .aggregate import interpolate_seeds, reduce_arrays
-from .fit import FitData
+from .fit_data import FitData
 
 
 def synthetic_shape(x: np.ndarray, gamma1: float, x_c: float = 0.85, rise: float = 0.3) -> np.ndarray:
