@@ -7,14 +7,11 @@ bootstrap replicate.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .fit_data import FitData, FitError
-
-if TYPE_CHECKING:
-    from .fit import Settings
+from .fit_settings import Settings
 
 AUTO_TOLERANCE = 0.15
 AUTO_X_MAX = 0.8        # the stretch ends at or before 0.8 λ_opt: clear of the minimum's curvature

@@ -6,15 +6,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .aggregate import read_aggregate_file, validate_curves, validate_optima
-
-if TYPE_CHECKING:
-    from .fit import Settings
+from .fit_settings import Settings
 
 
 class FitError(Exception):
