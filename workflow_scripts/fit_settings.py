@@ -15,6 +15,7 @@ CENSORED = ("exclude", "include")
 
 @dataclass
 class Settings:
+    """One fit's settings; ``from_dict`` parses and checks an analysis section (untrusted input)."""
     x_left: float | None          # None (with x_right None) = window: auto, resolved on the data
     x_right: float | None
     P_min: float | None

@@ -3,7 +3,7 @@
 The validation study of ``fit.py`` (its docstring), the tests and bench/bench_bootstrap.py draw
 curves here: ``simulate_seeds`` yields raw (λ, test error) runs, ``simulate_trajectories`` wraps
 them as trajectory files would hold them, ``simulate_fit_data`` takes them through the aggregation
-code straight into a ``fit.FitData``.
+code straight into a ``fit_data.FitData``.
 """
 from __future__ import annotations
 
