@@ -21,6 +21,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from workflow_scripts import aggregate, fit  # noqa: E402
+from workflow_scripts.synthetic_curves import simulate_fit_data, simulate_seeds  # noqa: E402
 
 SETTINGS = {"measures": ["spectral_complexity"], "grid_points": 60, "min_seeds": 2,
             "window": {"x_left": 0.2, "x_right": 0.8}, "P_min": None, "P_max": None,
@@ -36,7 +37,7 @@ def main(argv=None):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     rng = np.random.default_rng(0)
     Ps = [int(p) for p in np.geomspace(100, 48000, 12)]
-    data = fit.simulate_fit_data(rng, Ps, 30, 0.5, 0.9, noise=0.03)
+    data = simulate_fit_data(rng, Ps, 30, 0.5, 0.9, noise=0.03)
     s = {**SETTINGS, "bootstrap": {"n": args.n, "seed": 0}}
     fit.estimate(data, s)  # warm-up
     times = []
@@ -54,7 +55,7 @@ def main(argv=None):
 
     # the same through the files: aggregate tables written, then fit.run (read + fit + write)
     seeds = [aggregate.reduce_arrays(lam, err, steps, P, sd)
-             for P, sd, steps, lam, err in fit.simulate_seeds(np.random.default_rng(0), Ps, 30, 0.5, 0.9)]
+             for P, sd, steps, lam, err in simulate_seeds(np.random.default_rng(0), Ps, 30, 0.5, 0.9)]
     curves, optima, _ = aggregate.aggregate(seeds, s)
     with tempfile.TemporaryDirectory() as d:
         from workflow_scripts import io

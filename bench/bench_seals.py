@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workflow_scripts import fit, seal, trajectory  # noqa: E402
+from workflow_scripts import seal, trajectory  # noqa: E402
+from workflow_scripts.synthetic_curves import simulate_trajectories  # noqa: E402
 
 
 def column_bytes(path, column: str) -> range:
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reads", type=int, default=200)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    (df, meta), = fit.simulate_trajectories(rng, [1000], 1, 0.5, 0.9, n_eval=args.rows)
+    (df, meta), = simulate_trajectories(rng, [1000], 1, 0.5, 0.9, n_eval=args.rows)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "seed0.parquet"
         trajectory.write_trajectory(df, meta, path)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from workflow_scripts import aggregate, fit, io, provenance, trajectory
+from workflow_scripts import aggregate, config, io, provenance, trajectory
+from workflow_scripts.synthetic_curves import simulate_trajectories
 
 SETTINGS = {"measures": ["spectral_complexity"], "grid_points": 40, "min_seeds": 2,
             "window": {"x_left": 0.2, "x_right": 0.8}, "P_min": None, "P_max": None,
@@ -53,8 +54,8 @@ def run_cli(tmp_path, inputs, settings=SETTINGS, measure="spectral_complexity"):
 def synthetic_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     rng = np.random.default_rng(3)
-    for df, meta in fit.simulate_trajectories(rng, [100, 300, 1000], 4, 0.5, 0.9, nonmonotone=True,
-                                              experiment="main", arch="cnn", dataset="digits"):
+    for df, meta in simulate_trajectories(rng, [100, 300, 1000], 4, 0.5, 0.9, nonmonotone=True,
+                                          experiment="main", arch="cnn", dataset="digits"):
         write(root, df, meta)
     # one diverged run at P=300: must be excluded and counted
     df, meta = make_traj(300, 99, np.geomspace(1, 100, 10), np.full(10, 0.5), status="diverged")
@@ -214,9 +215,9 @@ def test_clear_errors(tmp_path, case, match):
 def test_settings_from_file(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("grid_points: 7\nmin_seeds: 1\n")
-    assert aggregate.parse_settings(f"@{p}") == {"grid_points": 7, "min_seeds": 1}
+    assert config.parse_settings(f"@{p}") == {"grid_points": 7, "min_seeds": 1}
     with pytest.raises(ValueError, match="JSON object"):
-        aggregate.parse_settings("[1, 2]")
+        config.parse_settings("[1, 2]")
 
 
 # ---- property: aggregation never crashes on ragged, NaN-containing or single-seed input ----

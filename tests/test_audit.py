@@ -412,11 +412,12 @@ def test_curves_figure_without_a_fit_audits_its_refined_optima(tmp_path, capsys)
     audit must recompute that same minimum, not the grid argmin (a false mismatch otherwise)."""
     import numpy as np
 
-    from workflow_scripts import aggregate, figures, fit, trajectory
+    from workflow_scripts import aggregate, figures, trajectory
+    from workflow_scripts.synthetic_curves import simulate_trajectories
 
     root = tmp_path / "results"
-    for df, meta in fit.simulate_trajectories(np.random.default_rng(8), [200, 600, 2000], 4, 0.5, 0.9,
-                                              experiment="main", arch="vit", dataset="digits"):
+    for df, meta in simulate_trajectories(np.random.default_rng(8), [200, 600, 2000], 4, 0.5, 0.9,
+                                          experiment="main", arch="vit", dataset="digits"):
         c = meta["config"]
         trajectory.write_trajectory(df, meta, root / "train" / f"P{c['P']}" / f"seed{c['seed']}.parquet")
     agg = root / "aggregate/main/vit/digits/spectral_complexity"

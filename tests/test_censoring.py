@@ -10,6 +10,7 @@ import pytest
 
 from workflow_scripts import aggregate, fit, io
 from workflow_scripts.aggregate import censored_optimum
+from workflow_scripts.synthetic_curves import simulate_trajectories
 
 from .test_aggregate import make_traj, run_cli, write
 
@@ -74,9 +75,9 @@ def truncated_fit_files(tmp_path, n_seeds=4):
     rng = np.random.default_rng(11)
     Ps = [100, 200, 400, 800, 1600]
     root = tmp_path / "train"
-    for df, meta in fit.simulate_trajectories(rng, Ps, n_seeds, 0.5, 1.0, sigma_lambda=0.02,
-                                              sigma_eps=0.02, noise=0.01, n_eval=60,
-                                              experiment="main", arch="cnn", dataset="digits"):
+    for df, meta in simulate_trajectories(rng, Ps, n_seeds, 0.5, 1.0, sigma_lambda=0.02,
+                                          sigma_eps=0.02, noise=0.01, n_eval=60,
+                                          experiment="main", arch="cnn", dataset="digits"):
         P, seed = meta["config"]["P"], meta["config"]["seed"]
         stop = (0.6 if P == 1600 and seed > 0 else 0.8 if P == 100 and seed == 0 else None)
         if stop is not None:

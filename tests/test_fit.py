@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from workflow_scripts import aggregate, fit, io, provenance, seal, trajectory
-from workflow_scripts.fit import FitData, FitError
+from workflow_scripts import aggregate, auto_window, fit, io, provenance, seal, trajectory
+from workflow_scripts.fit_data import FitData, FitError, fit_data_from_frames
+from workflow_scripts.synthetic_curves import (fit_data_from_seed_curves, simulate_fit_data,
+                                              simulate_trajectories, synthetic_shape)
 
 SETTINGS = {"measures": ["spectral_complexity"], "grid_points": 60, "min_seeds": 2,
             "window": {"x_left": 0.2, "x_right": 0.8}, "P_min": None, "P_max": None,
@@ -36,8 +38,8 @@ def test_simulation_study_recovers_truth_and_intervals_cover():
     err = {k: [] for k in KEYS}
     for r in range(R):
         g1, g2 = rng.uniform(0.2, 0.7), rng.uniform(0.5, 1.2)
-        data = fit.simulate_fit_data(rng, PS, 20, g1, g2, sigma_lambda=0.05, sigma_eps=0.1,
-                                     noise=0.05)
+        data = simulate_fit_data(rng, PS, 20, g1, g2, sigma_lambda=0.05, sigma_eps=0.1,
+                                 noise=0.05)
         est = fit.estimate(data, {**SETTINGS, "bootstrap": {"n": 200, "seed": r}})["estimates"]
         for k, v in truth(g1, g2).items():
             e = est[k]
@@ -55,7 +57,7 @@ def test_binomial_test_set_noise_small_bias():
     rng = np.random.default_rng(7)
     errs = {k: [] for k in KEYS}
     for r in range(25):
-        data = fit.simulate_fit_data(rng, PS, 20, 0.5, 0.9, noise=0.02, n_test=10_000)
+        data = simulate_fit_data(rng, PS, 20, 0.5, 0.9, noise=0.02, n_test=10_000)
         est = fit.estimate(data, {**SETTINGS, "bootstrap": {"n": 20, "seed": r}})["estimates"]
         for k, v in truth(0.5, 0.9).items():
             errs[k].append(est[k]["value"] - v)
@@ -65,8 +67,8 @@ def test_binomial_test_set_noise_small_bias():
 
 def test_noiseless_exact_recovery():
     rng = np.random.default_rng(0)
-    data = fit.simulate_fit_data(rng, PS, 3, 0.37, 1.1, sigma_lambda=0, sigma_eps=0, noise=0,
-                                 grid_points=200)
+    data = simulate_fit_data(rng, PS, 3, 0.37, 1.1, sigma_lambda=0, sigma_eps=0, noise=0,
+                             grid_points=200)
     e = fit.estimate(data, SETTINGS)["estimates"]
     assert e["gamma1"]["value"] == pytest.approx(0.37, abs=2e-3)
     assert e["gamma2"]["value"] == pytest.approx(1.1, abs=1e-2)
@@ -110,8 +112,8 @@ def plain_estimate(data: FitData, s: dict) -> dict:
 
 def test_vectorised_estimator_matches_plain_implementation():
     rng = np.random.default_rng(11)
-    data = fit.simulate_fit_data(rng, [300, 1000, 3000, 10000], 5, 0.45, 0.8, noise=0.05,
-                                 sigma_lambda=0.1)
+    data = simulate_fit_data(rng, [300, 1000, 3000, 10000], 5, 0.45, 0.8, noise=0.05,
+                             sigma_lambda=0.1)
     got = fit.estimate(data, SETTINGS)
     want = plain_estimate(data, SETTINGS)
     for k in ("gamma1", "gamma2", "gamma_meas", "k2", "pred_log_intercept"):
@@ -124,8 +126,8 @@ def test_bootstrap_replicate_equals_refit_of_resampled_seeds():
     """Replicate b of the vectorised bootstrap == the point estimate on the explicitly resampled
     seeds (min_seeds=1 and full coverage, so the fixed mask is the resample's own)."""
     rng = np.random.default_rng(5)
-    data = fit.simulate_fit_data(rng, [200, 800, 3200], 4, 0.5, 1.0, noise=0.05, sigma_lambda=0.1,
-                                 x_range=(0.05, 3.0))
+    data = simulate_fit_data(rng, [200, 800, 3200], 4, 0.5, 1.0, noise=0.05, sigma_lambda=0.1,
+                             x_range=(0.05, 3.0))
     G = 40
     grids = [np.linspace(g[np.isfinite(Y).all(0)][0], g[np.isfinite(Y).all(0)][-1], G)
              for g, Y in zip(data.grids, data.curves)]
@@ -149,7 +151,7 @@ def test_bootstrap_replicate_equals_refit_of_resampled_seeds():
 
 def test_bootstrap_seed_determinism():
     rng = np.random.default_rng(2)
-    data = fit.simulate_fit_data(rng, PS[:5], 6, 0.5, 0.9)
+    data = simulate_fit_data(rng, PS[:5], 6, 0.5, 0.9)
     a = fit.estimate(data, SETTINGS)
     b = fit.estimate(data, SETTINGS)
     c = fit.estimate(data, {**SETTINGS, "bootstrap": {"n": 200, "seed": 1}})
@@ -164,7 +166,7 @@ def test_bootstrap_seed_determinism():
 
 def test_P_range_restricts_gamma2_and_gamma_meas_only():
     rng = np.random.default_rng(4)
-    data = fit.simulate_fit_data(rng, PS, 5, 0.5, 0.9)
+    data = simulate_fit_data(rng, PS, 5, 0.5, 0.9)
     s = {**SETTINGS, "P_min": PS[2], "P_max": PS[6]}
     r = fit.estimate(data, s)
     assert r["P_used"]["gamma2"] == PS[2:7] == r["P_used"]["gamma_meas"]
@@ -185,15 +187,15 @@ def test_impossible_fits_raise_FitError(case, match):
     rng = np.random.default_rng(0)
     s = dict(SETTINGS)
     if case == "one_P":
-        data = fit.simulate_fit_data(rng, [1000], 4, 0.5, 0.9)
+        data = simulate_fit_data(rng, [1000], 4, 0.5, 0.9)
     elif case == "range":
-        data = fit.simulate_fit_data(rng, PS[:3], 4, 0.5, 0.9)
+        data = simulate_fit_data(rng, PS[:3], 4, 0.5, 0.9)
         s["P_min"] = PS[2]
     elif case == "window":
-        data = fit.simulate_fit_data(rng, PS[:3], 4, 0.5, 0.9)
+        data = simulate_fit_data(rng, PS[:3], 4, 0.5, 0.9)
         s["window"] = {"x_left": 0.001, "x_right": 0.01}   # curves start at 0.03 λ_opt
     elif case == "no_curve":
-        data = fit.simulate_fit_data(rng, PS[:3], 4, 0.5, 0.9)
+        data = simulate_fit_data(rng, PS[:3], 4, 0.5, 0.9)
         data.curves = [np.full_like(c, np.nan) for c in data.curves]
     else:
         data = FitData(P=np.zeros(0), grids=[], curves=[], log_lambda_star=[], eps_star=[])
@@ -221,8 +223,8 @@ def test_invalid_settings_are_value_errors(bad, match):
 def aggregate_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("fitcli")
     rng = np.random.default_rng(8)
-    for df, meta in fit.simulate_trajectories(rng, [200, 600, 2000, 6000], 5, 0.5, 0.9,
-                                              experiment="main", arch="vit", dataset="digits"):
+    for df, meta in simulate_trajectories(rng, [200, 600, 2000, 6000], 5, 0.5, 0.9,
+                                          experiment="main", arch="vit", dataset="digits"):
         c = meta["config"]
         trajectory.write_trajectory(df, meta, root / "train" / f"P{c['P']}" / f"seed{c['seed']}.parquet")
     curves, optima = root / "curves.parquet", root / "optima.parquet"
@@ -264,7 +266,7 @@ def test_file_route_equals_in_memory_route(aggregate_files):
     data, _ = fit.load_fit_data(curves, optima)
     seeds = [aggregate.reduce_trajectory(*trajectory.read_trajectory(f), "spectral_complexity")
              for f in sorted((root / "train").rglob("*.parquet"))]
-    mem = fit.fit_data_from_seed_curves(seeds, SETTINGS["grid_points"])
+    mem = fit_data_from_seed_curves(seeds, SETTINGS["grid_points"])
     assert list(data.P) == list(mem.P)
     for a, b in zip(data.curves, mem.curves):
         np.testing.assert_array_equal(a, b)
@@ -366,7 +368,7 @@ def test_property_aggregate_then_fit(cells, seed):
         seeds.append(aggregate.reduce_arrays(lam, err, np.arange(n), P, k,
                                              status="diverged" if diverged else "completed"))
     curves, optima, _ = aggregate.aggregate(seeds, {"grid_points": 12, "min_seeds": 1})
-    data = fit.fit_data_from_frames(curves, optima)
+    data = fit_data_from_frames(curves, optima)
     try:
         r = fit.estimate(data, {**SETTINGS, "bootstrap": {"n": 10, "seed": 0}})
         assert r["status"] == "ok"
@@ -383,7 +385,7 @@ def plateau_fit_data(rng, gamma1=0.45, x_plateau=0.02, n_seeds=6):
         lam_opt = 0.5 * P ** 0.8
         grid = np.log(lam_opt) + np.linspace(math.log(1e-4), math.log(4.0), 70)
         x = np.exp(grid) / lam_opt
-        shape = fit.synthetic_shape(np.maximum(x, x_plateau), gamma1) * np.minimum(x / x_plateau, 1) ** -0.05
+        shape = synthetic_shape(np.maximum(x, x_plateau), gamma1) * np.minimum(x / x_plateau, 1) ** -0.05
         eps_opt = 0.3 * (P / Ps[0]) ** (-0.36)
         rows = eps_opt * shape[None, :] * np.exp(0.01 * rng.standard_normal((n_seeds, len(grid))))
         grids.append(grid)
@@ -401,7 +403,7 @@ def test_auto_window_finds_the_power_law_stretch(estimator):
     auto = fit.estimate(data, {**s, "window": "auto"})
     w = auto["settings"]["window_resolved"]
     # the window sits on the power law: right of the plateau, left of the minimum's curvature
-    assert 0.015 <= w["x_left"] <= 0.06 and 0.3 <= w["x_right"] <= fit.AUTO_X_MAX
+    assert 0.015 <= w["x_left"] <= 0.06 and 0.3 <= w["x_right"] <= auto_window.AUTO_X_MAX
     assert auto["settings"]["window"] == "auto"
     assert abs(auto["estimates"]["gamma1"]["value"] - 0.45) < 0.02
     # a fixed window reaching into the plateau is biased: the check above can fail
@@ -411,8 +413,8 @@ def test_auto_window_finds_the_power_law_stretch(estimator):
 
 def test_auto_window_on_synthetic_seeds_recovers_gamma1():
     for r, g1 in enumerate((0.3, 0.6)):
-        data = fit.simulate_fit_data(np.random.default_rng(r), [200, 400, 800, 1600, 3200], 10, g1,
-                                     0.8, x_range=(0.01, 5.0))
+        data = simulate_fit_data(np.random.default_rng(r), [200, 400, 800, 1600, 3200], 10, g1,
+                                 0.8, x_range=(0.01, 5.0))
         res = fit.estimate(data, {**SETTINGS, "window": "auto", "bootstrap": {"n": 20, "seed": 0}})
         assert abs(res["estimates"]["gamma1"]["value"] - g1) < 0.03
 
@@ -472,7 +474,7 @@ def test_both_estimators_reported_when_ours_is_impossible(aggregate_files):
 def test_regression_summaries_match_their_exponents_and_an_independent_ols(estimator):
     """fit.json `regressions`: statsmodels OLS per fit; slopes agree with the exponents, and
     slope, intercept and R² with numpy's least squares on the same points."""
-    data = fit.simulate_fit_data(np.random.default_rng(3), [200, 400, 800, 1600], 4, 0.5, 0.8)
+    data = simulate_fit_data(np.random.default_rng(3), [200, 400, 800, 1600], 4, 0.5, 0.8)
     res = fit.estimate(data, {**SETTINGS, "estimator": estimator, "bootstrap": {"n": 0, "seed": 0}})
     reg, est = res["regressions"], res["estimates"]
     assert reg["gamma2"]["slope"] == pytest.approx(est["gamma2"]["value"], rel=1e-9)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from workflow_scripts import aggregate, audit, figures, fit, io, numbers, provenance, seal, table, trajectory
+from workflow_scripts.synthetic_curves import simulate_trajectories
 
 from .conftest import REPO
 
@@ -38,8 +39,8 @@ def made(tmp_path_factory):
     try:
         train = Path("results/train")
         rng = np.random.default_rng(0)
-        for df, meta in fit.simulate_trajectories(rng, [300, 1000, 3000], 3, 0.5, 0.9,
-                                                  experiment="main", arch="cnn", dataset="digits"):
+        for df, meta in simulate_trajectories(rng, [300, 1000, 3000], 3, 0.5, 0.9,
+                                              experiment="main", arch="cnn", dataset="digits"):
             c = meta["config"]
             trajectory.write_trajectory(df, meta, train / f"P{c['P']}" / f"seed{c['seed']}.parquet")
         curves, optima = "results/aggregate/curves.parquet", "results/aggregate/optima.parquet"

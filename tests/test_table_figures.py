@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from workflow_scripts import aggregate, figures, fit, io, provenance, table, trajectory
+from workflow_scripts.synthetic_curves import simulate_trajectories
 
 SETTINGS = {"measures": ["spectral_complexity"], "grid_points": 50, "min_seeds": 2,
             "window": {"x_left": 0.2, "x_right": 0.8}, "P_min": None, "P_max": None,
@@ -25,8 +26,8 @@ def fitted(tmp_path_factory):
     out = {}
     for (arch, ds), (g1, g2) in GROUPS.items():
         d = root / arch / ds
-        for df, meta in fit.simulate_trajectories(rng, [500, 1500, 5000, 15000], 4, g1, g2,
-                                                  experiment="main", arch=arch, dataset=ds):
+        for df, meta in simulate_trajectories(rng, [500, 1500, 5000, 15000], 4, g1, g2,
+                                              experiment="main", arch=arch, dataset=ds):
             c = meta["config"]
             trajectory.write_trajectory(df, meta, d / "train" / f"P{c['P']}" / f"seed{c['seed']}.parquet")
         curves, optima, fj = d / "curves.parquet", d / "optima.parquet", d / "fit.json"

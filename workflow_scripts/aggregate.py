@@ -71,7 +71,6 @@ each P) and ``censor_tolerance``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -81,6 +80,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, provenance
+from .config import parse_settings
 from .trajectory import read_trajectory
 
 SCHEMA = "aggregate/1"
@@ -100,24 +100,6 @@ def require(settings: dict, key: str):
     if settings.get(key) is None:
         raise ValueError(f"analysis settings lack {key!r} (got keys {sorted(settings)})")
     return settings[key]
-
-
-def parse_settings(text: str) -> dict:
-    """The --settings argument: a JSON object, or @path to a JSON/YAML file holding one."""
-    if text.startswith("@"):
-        path = Path(text[1:])
-        raw = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            obj = yaml.safe_load(raw)
-        else:
-            obj = json.loads(raw)
-    else:
-        obj = json.loads(text)
-    if not isinstance(obj, dict):
-        raise ValueError(f"--settings must be a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def expand_inputs(inputs, allow_empty: bool = False) -> list[Path]:

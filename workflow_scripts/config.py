@@ -115,6 +115,23 @@ def yaml_error_message(path, error: yaml.YAMLError) -> str:
     return f"{where}: YAML syntax error: {what}"
 
 
+def parse_settings(text: str) -> dict:
+    """The --settings argument of the analysis entry points (aggregate, fit, sensitivity, published):
+    a JSON object, or @path to a JSON/YAML file holding one."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        raw = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            obj = yaml.safe_load(raw)
+        else:
+            obj = json.loads(raw)
+    else:
+        obj = json.loads(text)
+    if not isinstance(obj, dict):
+        raise ValueError(f"--settings must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def _reject_nonfinite(node, path: list) -> None:
     """Every number of a config is finite: YAML's .nan and .inf pass the schema's bounds (a NaN
     compares false with every bound) and would poison training or a fit."""
@@ -189,18 +206,26 @@ def check_semantics(config: dict) -> None:
                     _check_inputs(training_settings(config, name, arch, dataset), where, arch,
                                   dataset)
                 a = analysis_settings(config, name, arch, dataset)
-                w = a["window"]
-                if w != "auto" and w["x_left"] >= w["x_right"]:
-                    raise ConfigError(f"config key {where}.analysis.window (for {arch}/{dataset}):"
-                                      f" x_left={w['x_left']} must be < x_right={w['x_right']}")
-                if a["P_min"] is not None and a["P_max"] is not None and a["P_min"] > a["P_max"]:
-                    raise ConfigError(f"config key {where}.analysis (for {arch}/{dataset}): "
-                                      f"P_min={a['P_min']} > P_max={a['P_max']}")
+                w = {"x_left": None, "x_right": None} if a["window"] == "auto" else a["window"]
+                check_analysis_ranges(w["x_left"], w["x_right"], a["P_min"], a["P_max"],
+                                      key=f"config key {where}.analysis", context=f" (for {arch}/{dataset})")
                 n_seeds = len(seeds(config, training_experiment(config, name), arch, dataset))
                 if a["min_seeds"] > n_seeds:
                     raise ConfigError(f"config key {where}.analysis.min_seeds (for {arch}/{dataset}):"
                                       f" {a['min_seeds']} is more than the {n_seeds} seeds trained; "
                                       "no point of any curve could be kept")
+
+
+def check_analysis_ranges(x_left, x_right, P_min, P_max, key: str = "analysis", context: str = "") -> None:
+    """The analysis ranges a schema cannot express, checked here only: 0 <= x_left < x_right <= 1
+    (the γ₁ window, on the descending branch; x_left 0 = no lower bound; x_right None = window
+    auto) and P_min <= P_max. ``check_semantics`` runs it on every config, ``fit.Settings.from_dict``
+    on settings given on a command line."""
+    if x_right is not None and not 0 <= x_left < x_right <= 1:
+        raise ConfigError(f"{key}.window{context}: x_left={x_left} must be < x_right={x_right} "
+                          "(0 <= x_left < x_right <= 1: the descending branch; x_left 0 = no lower bound)")
+    if P_min is not None and P_max is not None and P_min > P_max:
+        raise ConfigError(f"{key}{context}: P_min={P_min} > P_max={P_max}")
 
 
 def _check_inputs(training: dict, where: str, arch: str, dataset: str) -> None:

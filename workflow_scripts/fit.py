@@ -3,7 +3,8 @@
 Why: the paper's claim is γ_pred = γ₁·γ₂ ≈ γ_meas; this module turns one aggregate (schema in
 ``aggregate.py``; nothing else is read) into those exponents with percentile confidence intervals
 from a bootstrap over seeds within each P, so every number in Table 1 has an error bar and a
-provenance.
+provenance. Its helpers: ``fit_data`` (the input read from an aggregate, censored seeds left out),
+``auto_window`` (``window: auto``), ``regressions`` (least squares and OLS standard errors).
 
 Definitions (all logs natural; windows and P ranges come from the settings, nothing is tuned here)
     mean curve ε̄_P(λ)   per P, the mean over seeds of the interpolated test error at each grid
@@ -25,9 +26,10 @@ Why λ_opt of the mean curve for γ₂ rather than the mean of the per-seed λ*_
 still reported per P as ``lambda_star_geomean``): a seed's λ* is the argmin of one noisy curve; with
 the binomial noise of a finite test set its relative noise grows as ε falls with P, which skews λ*
 towards the flatter overfitting side more at large P and biased γ₂ upwards (+0.015 to +0.026 in
-the simulation of ``simulate_seeds`` with 20 seeds, 10k test examples) where the mean curve's
-optimum stayed within 0.005. Likewise the minimum of a noisy mean curve is biased low, a little more
-where ε is small, so γ_meas can be inflated by a few 0.001 (same simulation: +0.001 to +0.003).
+the simulation of ``synthetic_curves.simulate_seeds`` with 20 seeds, 10k test examples) where the
+mean curve's optimum stayed within 0.005. Likewise the minimum of a noisy mean curve is biased low,
+a little more where ε is small, so γ_meas can be inflated by a few 0.001 (same simulation: +0.001
+to +0.003).
 
 Censored minima (``analysis.censored``, default ``exclude``): a seed whose minimum is censored by
 the end of training (the aggregate's ``censored`` column, ``aggregate.censored_optimum``) has λ*, ε*
@@ -45,14 +47,14 @@ intervals at ``level`` (settings.bootstrap.level, default 0.95) over the replica
 quantity is defined; the count of undefined replicates is reported. A P with one seed contributes
 no sampling variance.
 
-Validation (tests/test_fit.py; ``simulate_seeds``): pooled over 1,200 synthetic groups (8 P × 20
-seeds, 5% seed jitter of λ_opt, 10% of ε_opt, 5% noise per evaluation, 200 resamples) the 95%
-intervals covered the truth in 94% (γ₁), 98% (γ₂), 92% (γ_meas), 98% (γ_pred) and 96%
-(γ_pred − γ_meas) of the groups, with mean errors below 0.003. Known limits: γ_meas is a little
+Validation (tests/test_fit.py; ``synthetic_curves.simulate_seeds``): pooled over 1,200 synthetic
+groups (8 P × 20 seeds, 5% seed jitter of λ_opt, 10% of ε_opt, 5% noise per evaluation, 200
+resamples) the 95% intervals covered the truth in 94% (γ₁), 98% (γ₂), 92% (γ_meas), 98% (γ_pred) and
+96% (γ_pred − γ_meas) of the groups, with mean errors below 0.003. Known limits: γ_meas is a little
 under-covered because ε_opt on a per-P grid carries a P-level discretisation error that resampling
-seeds cannot reproduce; γ₁ is biased low when the seeds' own optima scatter so much that some
-seeds are past their minimum inside the window (−0.013 for a 20% scatter of λ_opt with
-x_right = 0.8): keep x_right clear of the seeds' spread.
+seeds cannot reproduce; γ₁ is biased low when the seeds' own optima scatter so much that some seeds
+are past their minimum inside the window (−0.013 for a 20% scatter of λ_opt with x_right = 0.8):
+keep x_right clear of the seeds' spread.
 
 Impossible fits: ``estimate`` raises ``FitError`` (and only that, for any data) when a point
 estimate is undefined: no usable mean curve, fewer than 2 distinct points in the γ₁ window, fewer
@@ -75,249 +77,26 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field, replace
+import warnings
 
 import numpy as np
-import pandas as pd
 
 from . import io, provenance
-from .aggregate import (SCHEMA, interpolate_seeds, parse_settings, read_aggregate_file,
-                        reduce_arrays, validate_curves, validate_optima)
+from .aggregate import SCHEMA
+from .auto_window import AUTO_TOLERANCE, resolve_window
+from .config import parse_settings
+from .fit_data import FitData, FitError, apply_censoring, load_fit_data
+from .fit_settings import ESTIMATORS, Settings
+from .regressions import (number_or_none, ols_from_sums, ols_regressions, ols_rows,
+                          ols_standard_errors)
 
 FIT_SCHEMA = "fit/1"
 ESTIMATES = ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "gamma_pred_minus_meas", "k1", "k2",
              "k_meas", "pred_log_intercept")
 
 
-class FitError(Exception):
-    """The data do not allow the fit (too few P values, empty window, ...); the message says why.
-
-    With estimator "both", ``by_estimator`` holds every estimator's result even when the primary
-    one failed (the other may still be possible)."""
-    by_estimator: dict | None = None
-
-
-@dataclass
-class FitData:
-    """Per-P arrays: the only input of the fit. Index i runs over the sorted P values."""
-    P: np.ndarray                         # (nP,) int
-    grids: list[np.ndarray]               # per P: (G_P,) log λ grid, increasing
-    curves: list[np.ndarray]              # per P: (S_P, G_P) interpolated test error, NaN = none
-    log_lambda_star: list[np.ndarray]     # per P: (S_P,) log λ*_s, NaN = none
-    eps_star: list[np.ndarray]            # per P: (S_P,) ε*_s, NaN = none
-    seeds: list[np.ndarray] = field(default_factory=list)
-    # per P: (S_P,) bool, the seed's minimum is censored by the end of training (empty: none)
-    censored: list[np.ndarray] = field(default_factory=list)
-    # published seed means (workflow_scripts/published.py): one curve per P, no seeds to resample
-    published: bool = False
-
-    def __post_init__(self):
-        self.P = np.asarray(self.P, dtype=np.int64)
-        n = len(self.P)
-        for name in ("grids", "curves", "log_lambda_star", "eps_star"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"FitData.{name} has {len(getattr(self, name))} entries for {n} P values")
-        for i in range(n):
-            S = len(self.log_lambda_star[i])
-            if self.curves[i].shape != (S, len(self.grids[i])) or len(self.eps_star[i]) != S:
-                raise ValueError(f"FitData: inconsistent shapes at P={self.P[i]}")
-        if not self.censored:
-            self.censored = [np.zeros(len(s), dtype=bool) for s in self.log_lambda_star]
-        self.censored = [np.asarray(c, dtype=bool) for c in self.censored]
-        if [len(c) for c in self.censored] != [len(s) for s in self.log_lambda_star]:
-            raise ValueError("FitData.censored must hold one flag per seed of each P")
-
-    def subset(self, keep_P: np.ndarray, keep_seeds: list[np.ndarray]) -> "FitData":
-        """The P values where keep_P, each with the seeds where keep_seeds[i] (both boolean)."""
-        idx = np.flatnonzero(keep_P)
-        pick = {name: [getattr(self, name)[i][keep_seeds[i]] for i in idx]
-                for name in ("curves", "log_lambda_star", "eps_star", "censored")}
-        seeds = [self.seeds[i][keep_seeds[i]] for i in idx] if self.seeds else []
-        return FitData(P=self.P[idx], grids=[self.grids[i] for i in idx], seeds=seeds,
-                       published=self.published, **pick)
-
-
-ESTIMATORS = ("ours", "authors")
-CENSORED = ("exclude", "include")
-AUTHORS_CENSORED = ("the authors' estimator keeps every seed, censored minima included, as their "
-                    "notebook did")
-# window: auto (``auto_window``): the widest stretch of the descending branch where the local
-# log-slope of ε̄/ε_opt stays within AUTO_TOLERANCE (relative) of its median over the stretch.
-AUTO_TOLERANCE = 0.15
-AUTO_X_MAX = 0.8        # the stretch ends at or before 0.8 λ_opt: clear of the minimum's curvature
-AUTO_MIN_DECADES = 0.3  # and spans at least this many decades of λ/λ_opt
-
-
-@dataclass
-class Settings:
-    x_left: float | None          # None (with x_right None) = window: auto, resolved on the data
-    x_right: float | None
-    P_min: float | None
-    P_max: float | None
-    min_seeds: int
-    n_boot: int
-    seed: int
-    level: float
-    estimator: str = "ours"       # the primary estimator: "ours" or "authors"
-    also: tuple = ()              # further estimators reported beside it ("both")
-    gamma1_P_min: float | None = None
-    censored: str = "exclude"     # seeds with a censored minimum: "exclude" or "include" (CENSORED)
-
-    @property
-    def auto(self) -> bool:
-        return self.x_right is None
-
-    @classmethod
-    def from_dict(cls, s: dict) -> "Settings":
-        def need(d, key, where):
-            if d.get(key) is None:
-                raise ValueError(f"analysis settings lack {where}{key!r}")
-            return d[key]
-
-        window = need(s, "window", "")
-        boot = s.get("bootstrap") or {}
-        estimator = s.get("estimator") or "ours"
-        if estimator not in (*ESTIMATORS, "both"):
-            raise ValueError(f"estimator must be one of {[*ESTIMATORS, 'both']}, got {estimator!r}")
-        censored = s.get("censored") or "exclude"
-        if censored not in CENSORED:
-            raise ValueError(f"analysis setting 'censored' must be one of {list(CENSORED)}, "
-                             f"got {censored!r}")
-        if window == "auto":
-            x_left = x_right = None
-        elif isinstance(window, dict):
-            # x_left 0 or null: no lower bound (the authors' "> 0")
-            x_left = float(window.get("x_left") or 0.0)
-            x_right = float(need(window, "x_right", "window."))
-        else:
-            raise ValueError(f"window must be {{x_left, x_right}} or 'auto', got {window!r}")
-        out = cls(x_left=x_left, x_right=x_right,
-                  P_min=s.get("P_min"), P_max=s.get("P_max"),
-                  min_seeds=int(need(s, "min_seeds", "")),
-                  n_boot=int(need(boot, "n", "bootstrap.")), seed=int(need(boot, "seed", "bootstrap.")),
-                  level=float(boot.get("level", 0.95)),
-                  estimator="ours" if estimator == "both" else estimator,
-                  also=("authors",) if estimator == "both" else (),
-                  gamma1_P_min=s.get("gamma1_P_min"), censored=censored)
-        if not out.auto and not 0 <= out.x_left < out.x_right <= 1:
-            raise ValueError(f"window must satisfy 0 <= x_left < x_right <= 1 (the descending branch; "
-                             f"x_left 0 = no lower bound), got x_left={out.x_left}, x_right={out.x_right}")
-        if out.P_min is not None and out.P_max is not None and out.P_min > out.P_max:
-            raise ValueError(f"P_min={out.P_min} > P_max={out.P_max}")
-        if out.min_seeds < 1:
-            raise ValueError(f"min_seeds must be >= 1, got {out.min_seeds}")
-        if out.n_boot < 0:
-            raise ValueError(f"bootstrap.n must be >= 0, got {out.n_boot}")
-        if not 0 < out.level < 1:
-            raise ValueError(f"bootstrap.level must be in (0, 1), got {out.level}")
-        return out
-
-    def with_(self, **kw) -> "Settings":
-        return replace(self, **kw)
-
-    def in_range(self, P: np.ndarray) -> np.ndarray:
-        ok = np.ones(len(P), dtype=bool)
-        if self.P_min is not None:
-            ok &= P >= self.P_min
-        if self.P_max is not None:
-            ok &= P <= self.P_max
-        return ok
-
-    def in_gamma1(self, P: np.ndarray) -> np.ndarray:
-        return np.ones(len(P), dtype=bool) if self.gamma1_P_min is None else P >= self.gamma1_P_min
-
-    def as_dict(self) -> dict:
-        return {"window": "auto" if self.auto else {"x_left": self.x_left, "x_right": self.x_right},
-                "P_min": self.P_min, "P_max": self.P_max, "gamma1_P_min": self.gamma1_P_min,
-                "min_seeds": self.min_seeds, "estimator": "both" if self.also else self.estimator,
-                "censored": self.censored,
-                "bootstrap": {"n": self.n_boot, "seed": self.seed, "level": self.level}}
-
-
-# ---------------------------------------------------------------------------------------------
-# reading an aggregate
-
-def fit_data_from_frames(curves: pd.DataFrame, optima: pd.DataFrame, published: bool = False) -> FitData:
-    """FitData from the aggregate tables (schema in aggregate.py); "mean" rows are ignored, except
-    in a published aggregate (footer key ``published``), whose "mean" rows are its only curves."""
-    validate_curves(curves)
-    validate_optima(optima)
-    kind = "mean" if published else "seed"
-    rows = curves[curves["kind"] == kind] if "kind" in curves else curves
-    rows = rows[np.isfinite(rows["log_lambda"].to_numpy(dtype=float))]
-    opt = optima
-    if "used" in opt:
-        opt = opt[opt["used"].astype(bool)]
-    Ps = sorted(set(rows["P"].astype(int)) | set(opt["P"].astype(int)))
-    data = {"P": [], "grids": [], "curves": [], "log_lambda_star": [], "eps_star": [], "seeds": [],
-            "censored": []}
-    for P in Ps:
-        r = rows[rows["P"] == P]
-        o = opt[opt["P"] == P]
-        seeds = np.array(sorted(set(r["seed"].astype(int)) | set(o["seed"].astype(int))), dtype=np.int64)
-        if len(r):
-            g = r.groupby("grid_index")["log_lambda"]
-            spread = (g.max() - g.min()).to_numpy()
-            if np.any(spread > 1e-9 * (1 + np.abs(g.first().to_numpy()))):
-                raise ValueError(f"curves: seeds of P={P} disagree on the log_lambda of a grid_index")
-            grid_s = g.first().sort_values()
-            grid = grid_s.to_numpy(dtype=float)
-            if np.any(np.diff(grid) <= 0):
-                raise ValueError(f"curves: the log-λ grid of P={P} has repeated values")
-            col = {gi: j for j, gi in enumerate(grid_s.index)}
-            mat = np.full((len(seeds), len(grid)), np.nan)
-            srow = {s: i for i, s in enumerate(seeds)}
-            mat[[srow[s] for s in r["seed"].astype(int)], [col[gi] for gi in r["grid_index"]]] = \
-                r["test_error"].to_numpy(dtype=float)
-        else:
-            grid, mat = np.zeros(0), np.zeros((len(seeds), 0))
-        lam = np.full(len(seeds), np.nan)
-        eps = np.full(len(seeds), np.nan)
-        cens = np.zeros(len(seeds), dtype=bool)
-        idx = {s: i for i, s in enumerate(seeds)}
-        if "censored" in o:  # absent or null (files written before it, published ones): not censored
-            for s, c in zip(o["seed"].astype(int), o["censored"]):
-                cens[idx[s]] = bool(c) if not pd.isna(c) else False
-        for s, ls, es in zip(o["seed"].astype(int), o["lambda_star"].to_numpy(dtype=float),
-                             o["eps_star"].to_numpy(dtype=float)):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                lam[idx[s]] = np.log(ls) if ls > 0 else np.nan
-            eps[idx[s]] = es
-        mat[~np.isfinite(mat)] = np.nan
-        for k, v in zip(data, (P, grid, mat, lam, eps, seeds, cens)):
-            data[k].append(v)
-    return FitData(**data, published=published)
-
-
-def load_fit_data(curves_path, optima_path) -> tuple[FitData, dict]:
-    curves, cmeta = read_aggregate_file(curves_path)
-    optima, _ = read_aggregate_file(optima_path)
-    return fit_data_from_frames(curves, optima, published=bool(cmeta.get("published"))), cmeta
-
-
 # ---------------------------------------------------------------------------------------------
 # the estimator, vectorised over bootstrap replicates
-
-def _ols(x: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """Row-wise weighted least squares y = a + b x over the last axis (w = 0/1 masks).
-
-    Returns slope b, intercept a (NaN where fewer than 2 points or no spread in x)."""
-    x = np.where(w, x, 0.0)
-    y = np.where(w, y, 0.0)
-    n = w.sum(-1)
-    sx, sy = x.sum(-1), y.sum(-1)
-    sxx, sxy = (x * x).sum(-1), (x * y).sum(-1)
-    return _ols_from_sums(n, sx, sy, sxx, sxy)
-
-
-def _ols_from_sums(n, sx, sy, sxx, sxy):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        den = n * sxx - sx * sx
-        ok = (n >= 2) & (den > 1e-12 * np.maximum(n * sxx, 1e-300))
-        b = np.where(ok, (n * sxy - sx * sy) / np.where(ok, den, 1), np.nan)
-        a = np.where(ok, (sy - b * sx) / np.where(n > 0, n, 1), np.nan)
-    return b, a
-
 
 def _log_window(st: Settings) -> tuple[float, float]:
     if st.auto:
@@ -329,65 +108,47 @@ def _replicates(data: FitData, st: Settings, weights: list[np.ndarray], estimato
     """All statistics for B replicates; weights[i] is (B, S_i) seed multiplicities for P index i.
 
     The point estimate is the replicate whose weights are all 1. ``estimator`` defaults to the
-    settings' primary one. With B = 1 the regressions' inputs are kept (``designs``) for the
-    OLS standard errors."""
-    estimator = estimator or st.estimator
-    rep = (_replicates_authors if estimator == "authors" else _replicates_ours)(data, st, weights)
-    return rep
-
-
-def _replicates_ours(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
+    settings' primary one; it decides only what its definitions decide (``_Ours``, ``_Authors``).
+    With B = 1 the regressions' inputs are kept (``designs``) for the OLS standard errors."""
     B = weights[0].shape[0] if weights else 1
     nP = len(data.P)
+    est = _RULES[estimator or st.estimator](data, st, B)
     lo, hi = _log_window(st)
     in_g1 = st.in_gamma1(data.P)
     log_eps_opt = np.full((B, nP), np.nan)
     log_lam_opt = np.full((B, nP), np.nan)
-    mean_log_star = np.full((B, nP), np.nan)
     n_win = np.zeros((B, nP))
-    pooled = np.zeros((B, 5))  # n, Σx, Σy, Σx², Σxy of the pooled γ₁ window
     rows = np.arange(B)
     for i in range(nP):
         C = weights[i].astype(float)
         Y, grid = data.curves[i], data.grids[i]
-        if Y.shape[1]:
-            F = np.isfinite(Y)
-            base = F.sum(0) >= st.min_seeds           # the full-data mask (module docstring)
-            cnt = C @ F.astype(float)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_mean = np.log((C @ np.where(F, Y, 0.0)) / cnt)
-            valid = base[None, :] & np.isfinite(log_mean)
-            masked = np.where(valid, log_mean, np.inf)
-            j = masked.argmin(1)
-            has = np.isfinite(masked[rows, j])
-            xv, yv = vertex(grid, masked, j)
-            log_eps_opt[has, i] = yv[has]
-            log_lam_opt[has, i] = xv[has]
-            x = grid[None, :] - log_lam_opt[:, i:i + 1]
-            y = log_mean - log_eps_opt[:, i:i + 1]
-            # tolerance: a window edge on a grid point up to rounding is inside
-            win = valid & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9) & in_g1[i]
-            xw, yw = np.where(win, x, 0.0), np.where(win, y, 0.0)
-            n_win[:, i] = win.sum(1)
-            pooled += np.stack([n_win[:, i], xw.sum(1), yw.sum(1), (xw * xw).sum(1),
-                                (xw * yw).sum(1)], axis=1)
-        L = data.log_lambda_star[i]
-        f = np.isfinite(L)
+        if not Y.shape[1]:
+            continue
+        F = np.isfinite(Y)
+        cnt = C @ F.astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mean_log_star[:, i] = (C @ np.where(f, L, 0.0)) / (C @ f.astype(float))
-    slope1, icpt1 = _ols_from_sums(*pooled.T)
+            log_mean = np.log((C @ np.where(F, Y, 0.0)) / cnt)
+        valid = est.usable(F.sum(0) >= st.min_seeds, log_mean)
+        masked = np.where(valid, log_mean, np.inf)
+        j = masked.argmin(1)
+        has = np.isfinite(masked[rows, j])
+        xv, yv = est.optimum(grid, masked, j)
+        log_eps_opt[has, i] = yv[has]
+        log_lam_opt[has, i] = xv[has]
+        x = grid[None, :] - log_lam_opt[:, i:i + 1]
+        y = log_mean - log_eps_opt[:, i:i + 1]
+        # tolerance: a window edge on a grid point up to rounding is inside
+        win = valid & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9) & in_g1[i]
+        n_win[:, i] = win.sum(1)
+        est.add_window(i, x, y, win)
+    g1, k1, log_k1, P_g1 = est.gamma1(n_win)
     logP = np.broadcast_to(np.log(data.P.astype(float))[None, :], (B, nP))
-    designs = None
-    if B == 1:  # the pooled γ₁ regression's points, for its OLS standard error
-        designs = {"gamma1": [_window_points(data, st, i, log_lam_opt[0, i], log_eps_opt[0, i],
-                                             min_seeds=st.min_seeds)
-                              for i in range(nP) if in_g1[i] and np.isfinite(log_lam_opt[0, i])]}
-    rng_ok = st.in_range(data.P)[None, :]
-    w2 = rng_ok & np.isfinite(log_lam_opt)
-    slope2, icpt2 = _ols(logP, np.where(w2, log_lam_opt, 0.0), w2)
-    wm = rng_ok & np.isfinite(log_eps_opt)
-    slopem, icptm = _ols(logP, np.where(wm, log_eps_opt, 0.0), wm)
-    g1, g2, gm = -slope1, slope2, -slopem
+    target2 = est.gamma2_target(log_lam_opt, weights)
+    w2 = st.in_range(data.P)[None, :] & np.isfinite(target2)
+    slope2, icpt2 = ols_rows(logP, np.where(w2, target2, 0.0), w2)
+    wm = est.meas_P()[None, :] & np.isfinite(log_eps_opt)
+    slopem, icptm = ols_rows(logP, np.where(wm, log_eps_opt, 0.0), wm)
+    g2, gm = slope2, -slopem
     gp = g1 * g2
     # the predicted line: slope fixed at -γ_pred, intercept by least squares = mean residual
     npts = wm.sum(1)
@@ -395,22 +156,106 @@ def _replicates_ours(data: FitData, st: Settings, weights: list[np.ndarray]) -> 
         c = np.where(wm, log_eps_opt + gp[:, None] * logP, 0.0).sum(1) / npts
     c = np.where((npts > 0) & np.isfinite(gp), c, np.nan)
     with np.errstate(over="ignore"):  # absurd intercepts (property tests) become inf -> null
-        k1, k2, km = np.exp(icpt1), np.exp(icpt2), np.exp(icptm)
-    if designs is not None:
-        designs["gamma1"] = [np.concatenate([d[k] for d in designs["gamma1"]]) if designs["gamma1"]
-                             else np.zeros(0) for k in (0, 1)]
-        designs["gamma2"] = (logP[0][w2[0]], log_lam_opt[0][w2[0]])
-        designs["gamma_meas"] = (logP[0][wm[0]], log_eps_opt[0][wm[0]])
+        k2, km = np.exp(icpt2), np.exp(icptm)
+    designs = None
+    if B == 1:
+        designs = {**est.gamma1_designs(log_lam_opt[0], log_eps_opt[0]),
+                   "gamma2": (logP[0][w2[0]], target2[0][w2[0]]),
+                   "gamma_meas": (logP[0][wm[0]], log_eps_opt[0][wm[0]])}
     return {"gamma1": g1, "gamma2": g2, "gamma_meas": gm, "gamma_pred": gp,
-            "gamma_pred_minus_meas": gp - gm, "k1": k1, "k2": k2, "k_meas": km, "pred_log_intercept": c, "log_k1": icpt1, "log_k2": icpt2,
-            "log_k_meas": icptm, "log_eps_opt": log_eps_opt, "log_lambda_opt": log_lam_opt,
-            "mean_log_lambda_star": mean_log_star, "n_window": n_win,
-            "n_window_total": pooled[:, 0], "P_gamma1": n_win > 0, "P_gamma2": w2, "P_meas": wm,
+            "gamma_pred_minus_meas": gp - gm, "k1": k1, "k2": k2, "k_meas": km,
+            "pred_log_intercept": c, "log_k1": log_k1, "log_k2": icpt2, "log_k_meas": icptm,
+            "log_eps_opt": log_eps_opt, "log_lambda_opt": log_lam_opt,
+            "mean_log_lambda_star": _mean_log_lambda_star(data, weights), "n_window": n_win,
+            "n_window_total": n_win.sum(1), "P_gamma1": P_g1, "P_gamma2": w2, "P_meas": wm,
             "designs": designs}
 
 
-def _window_points(data: FitData, st: Settings, i: int, log_lam_opt: float, log_eps_opt: float,
-                   min_seeds: int) -> tuple[np.ndarray, np.ndarray]:
+class _Ours:
+    """Our estimator (module docstring): mean-curve points need >= min_seeds seeds, optima refined
+    by ``vertex``, γ₁ one regression pooled over P, γ₂ on λ_opt, γ_meas over the P range."""
+
+    def __init__(self, data: FitData, st: Settings, B: int):
+        self.data, self.st = data, st
+        self.sums = np.zeros((B, 5))  # n, Σx, Σy, Σx², Σxy of the pooled γ₁ window
+
+    def usable(self, enough_seeds: np.ndarray, log_mean: np.ndarray) -> np.ndarray:
+        return enough_seeds[None, :] & np.isfinite(log_mean)  # the full-data mask (module docstring)
+
+    def optimum(self, grid, masked, j):
+        return vertex(grid, masked, j)
+
+    def add_window(self, i, x, y, win) -> None:
+        xw, yw = np.where(win, x, 0.0), np.where(win, y, 0.0)
+        self.sums += np.stack([win.sum(1), xw.sum(1), yw.sum(1), (xw * xw).sum(1), (xw * yw).sum(1)],
+                              axis=1)
+
+    def gamma1(self, n_win):
+        slope, icpt = ols_from_sums(*self.sums.T)
+        with np.errstate(over="ignore"):
+            return -slope, np.exp(icpt), icpt, n_win > 0
+
+    def gamma2_target(self, log_lam_opt, weights):
+        return log_lam_opt
+
+    def meas_P(self) -> np.ndarray:
+        return self.st.in_range(self.data.P)
+
+    def gamma1_designs(self, log_lam_opt, log_eps_opt) -> dict:
+        """The pooled γ₁ regression's points, from each P's full-data mean curve."""
+        in_g1 = self.st.in_gamma1(self.data.P)
+        parts = [_window_points(self.data, self.st, i, log_lam_opt[i], log_eps_opt[i])
+                 for i in range(len(self.data.P)) if in_g1[i] and np.isfinite(log_lam_opt[i])]
+        return {"gamma1": [np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
+                           for k in (0, 1)]}
+
+
+class _Authors:
+    """The authors' estimator (their analysis notebook): nanmean curves, grid-argmin optima, γ₁ the
+    mean of per-P slopes over P >= gamma1_P_min, γ₂ on the arithmetic mean of the seeds' λ*,
+    γ_meas over all P (the P range is ignored)."""
+
+    def __init__(self, data: FitData, st: Settings, B: int):
+        self.data = data
+        self.slopes = np.full((B, len(data.P)), np.nan)
+        self.icpts = np.full((B, len(data.P)), np.nan)
+        self.per_P = {"gamma1_per_P": [], "gamma1_P": []} if B == 1 else None
+
+    def usable(self, enough_seeds: np.ndarray, log_mean: np.ndarray) -> np.ndarray:
+        return np.isfinite(log_mean)  # nanmean over the seeds: no seed threshold
+
+    def optimum(self, grid, masked, j):
+        return grid[j], masked[np.arange(len(j)), j]
+
+    def add_window(self, i, x, y, win) -> None:
+        self.slopes[:, i], self.icpts[:, i] = ols_rows(x, np.where(win, y, 0.0), win)
+        if self.per_P is not None and win[0].sum():
+            self.per_P["gamma1_per_P"].append((x[0][win[0]], y[0][win[0]]))
+            self.per_P["gamma1_P"].append(self.data.P[i])
+
+    def gamma1(self, n_win):
+        # numpy's 'Mean of empty slice' warning is expected where no P enters γ₁
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            g1 = -np.nanmean(np.where(np.isfinite(self.slopes), self.slopes, np.nan), axis=1)
+            k1 = np.nanmean(np.exp(self.icpts), axis=1)
+            return g1, k1, np.log(k1), np.isfinite(self.slopes)
+
+    def gamma2_target(self, log_lam_opt, weights):
+        return _mean_log_lambda_star(self.data, weights, geometric=False)
+
+    def meas_P(self) -> np.ndarray:
+        return np.ones(len(self.data.P), dtype=bool)
+
+    def gamma1_designs(self, log_lam_opt, log_eps_opt) -> dict:
+        return self.per_P
+
+
+_RULES = dict(zip(ESTIMATORS, (_Ours, _Authors)))  # each estimator's own definitions
+
+
+def _window_points(data: FitData, st: Settings, i: int, log_lam_opt: float,
+                   log_eps_opt: float) -> tuple[np.ndarray, np.ndarray]:
     """(log λ/λ_opt, log ε̄/ε_opt) of P index i's full-data mean curve inside the γ₁ window."""
     Y, grid = data.curves[i], data.grids[i]
     F = np.isfinite(Y)
@@ -418,158 +263,24 @@ def _window_points(data: FitData, st: Settings, i: int, log_lam_opt: float, log_
         log_mean = np.log(np.where(F, Y, 0.0).sum(0) / F.sum(0))
     lo, hi = _log_window(st)
     x, y = grid - log_lam_opt, log_mean - log_eps_opt
-    win = (F.sum(0) >= min_seeds) & np.isfinite(y) & (x >= lo - 1e-9) & (x <= hi + 1e-9)
+    win = (F.sum(0) >= st.min_seeds) & np.isfinite(y) & (x >= lo - 1e-9) & (x <= hi + 1e-9)
     return x[win], y[win]
 
 
-def _replicates_authors(data: FitData, st: Settings, weights: list[np.ndarray]) -> dict:
-    """The authors' estimator (their analysis notebook), vectorised over replicates like ours:
-    nanmean curves, grid-argmin optima, γ₁ the mean of per-P slopes over P >= gamma1_P_min,
-    γ₂ on the arithmetic mean of the seeds' λ*, γ_meas over all P (the P range is ignored)."""
-    B = weights[0].shape[0] if weights else 1
-    nP = len(data.P)
-    lo, hi = _log_window(st)
-    in_g1 = st.in_gamma1(data.P)
-    log_eps_opt = np.full((B, nP), np.nan)
-    log_lam_opt = np.full((B, nP), np.nan)
-    log_mean_star = np.full((B, nP), np.nan)      # log of the arithmetic mean of λ*_s
-    slopes = np.full((B, nP), np.nan)
-    icpts = np.full((B, nP), np.nan)
-    n_win = np.zeros((B, nP))
-    rows = np.arange(B)
-    designs = {"gamma1_per_P": [], "gamma1_P": []} if B == 1 else None
-    for i in range(nP):
-        C = weights[i].astype(float)
-        Y, grid = data.curves[i], data.grids[i]
-        if Y.shape[1]:
-            F = np.isfinite(Y)
-            cnt = C @ F.astype(float)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_mean = np.log((C @ np.where(F, Y, 0.0)) / cnt)   # nanmean over the seeds
-            masked = np.where(np.isfinite(log_mean), log_mean, np.inf)
-            j = masked.argmin(1)
-            has = np.isfinite(masked[rows, j])
-            log_eps_opt[has, i] = masked[rows, j][has]
-            log_lam_opt[has, i] = grid[j][has]
-            if in_g1[i]:
-                x = grid[None, :] - log_lam_opt[:, i:i + 1]
-                y = log_mean - log_eps_opt[:, i:i + 1]
-                win = np.isfinite(y) & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9)
-                n_win[:, i] = win.sum(1)
-                slopes[:, i], icpts[:, i] = _ols(x, np.where(win, y, 0.0), win)
-                if designs is not None and win[0].sum():
-                    designs["gamma1_per_P"].append((x[0][win[0]], y[0][win[0]]))
-                    designs["gamma1_P"].append(data.P[i])
-        L = data.log_lambda_star[i]
-        f = np.isfinite(L)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_mean_star[:, i] = np.log((C @ np.where(f, np.exp(np.where(f, L, 0.0)), 0.0))
-                                         / (C @ f.astype(float)))
-    with np.errstate(invalid="ignore"), warnings_ignored():
-        g1 = -np.nanmean(np.where(np.isfinite(slopes), slopes, np.nan), axis=1)
-        k1 = np.nanmean(np.exp(icpts), axis=1)
-    logP = np.broadcast_to(np.log(data.P.astype(float))[None, :], (B, nP))
-    w2 = st.in_range(data.P)[None, :] & np.isfinite(log_mean_star)
-    slope2, icpt2 = _ols(logP, np.where(w2, log_mean_star, 0.0), w2)
-    wm = np.isfinite(log_eps_opt)
-    slopem, icptm = _ols(logP, np.where(wm, log_eps_opt, 0.0), wm)
-    g2, gm = slope2, -slopem
-    gp = g1 * g2
-    npts = wm.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.where(wm, log_eps_opt + gp[:, None] * logP, 0.0).sum(1) / npts
-    c = np.where((npts > 0) & np.isfinite(gp), c, np.nan)
-    with np.errstate(over="ignore", divide="ignore"):
-        k2, km, log_k1 = np.exp(icpt2), np.exp(icptm), np.log(k1)
-    if designs is not None:
-        designs["gamma2"] = (logP[0][w2[0]], log_mean_star[0][w2[0]])
-        designs["gamma_meas"] = (logP[0][wm[0]], log_eps_opt[0][wm[0]])
-    with np.errstate(invalid="ignore"):
-        P_g1 = np.isfinite(slopes)
-    return {"gamma1": g1, "gamma2": g2, "gamma_meas": gm, "gamma_pred": gp,
-            "gamma_pred_minus_meas": gp - gm, "k1": k1, "k2": k2, "k_meas": km,
-            "pred_log_intercept": c, "log_k1": log_k1, "log_k2": icpt2, "log_k_meas": icptm,
-            "log_eps_opt": log_eps_opt, "log_lambda_opt": log_lam_opt,
-            "mean_log_lambda_star": _geomean_log_star(data, weights), "n_window": n_win,
-            "n_window_total": n_win.sum(1), "P_gamma1": P_g1, "P_gamma2": w2, "P_meas": wm,
-            "designs": designs}
-
-
-def _geomean_log_star(data: FitData, weights) -> np.ndarray:
-    """(B, nP) mean over seeds of log λ*_s (reported per P as lambda_star_geomean)."""
+def _mean_log_lambda_star(data: FitData, weights, geometric: bool = True) -> np.ndarray:
+    """(B, nP) log of the mean over seeds of λ*_s: geometric (the mean of log λ*_s, reported per P
+    as lambda_star_geomean) or arithmetic (the authors' γ₂ target)."""
     out = []
-    for i, L in enumerate(data.log_lambda_star):
+    for L, W in zip(data.log_lambda_star, weights):
         f = np.isfinite(L)
-        C = weights[i].astype(float)
+        C = W.astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out.append((C @ np.where(f, L, 0.0)) / (C @ f.astype(float)))
+            if geometric:
+                out.append((C @ np.where(f, L, 0.0)) / (C @ f.astype(float)))
+            else:
+                out.append(np.log((C @ np.where(f, np.exp(np.where(f, L, 0.0)), 0.0))
+                                  / (C @ f.astype(float))))
     return np.stack(out, axis=1) if out else np.zeros((1, 0))
-
-
-class warnings_ignored:
-    """numpy's 'Mean of empty slice' RuntimeWarning is expected where no P enters γ₁."""
-
-    def __enter__(self):
-        import warnings
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
-
-
-def ols_summary(x, y) -> dict:
-    """One regression's statsmodels OLS summary: n, slope, intercept, the slope's standard error
-    and R² (None where the design cannot give them: fewer than 2 distinct x, or for the error
-    n − 2 = 0 residual degrees of freedom)."""
-    import statsmodels.api as sm
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    out = {"n": int(len(x)), "slope": None, "intercept": None, "se": None, "r2": None}
-    if len(x) < 2 or np.ptp(x) == 0:
-        return out
-    res = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
-    out.update(slope=_num(res.params[1]), intercept=_num(res.params[0]))
-    if len(x) >= 3:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out.update(se=_num(res.bse[1]), r2=_num(res.rsquared))
-    return out
-
-
-def ols_regressions(point: dict) -> dict:
-    """The point estimate's regressions, each as an ``ols_summary`` (fit.json ``regressions``):
-    gamma1 (ours: the pooled fit) or gamma1_per_P (authors: one per P, with its P), gamma2 and
-    gamma_meas. Slopes are in the fit's own variables (log ε/ε_opt on log λ/λ_opt, log λ_opt and
-    log ε_opt on log P), so γ₁ and γ_meas are minus theirs."""
-    d = point["designs"] or {}
-    out = {k: ols_summary(*d[k]) for k in ("gamma1", "gamma2", "gamma_meas") if k in d}
-    if "gamma1_per_P" in d:
-        out["gamma1_per_P"] = [{"P": int(P), **ols_summary(x, y)}
-                               for P, (x, y) in zip(d.get("gamma1_P", []), d["gamma1_per_P"])]
-    return out
-
-
-def ols_standard_errors(regressions: dict, point: dict, estimator: str) -> dict:
-    """Regression standard errors of the exponents from ``ols_regressions``.
-
-    ours: the pooled γ₁ regression, γ₂, γ_meas. authors: γ₁'s error is sqrt(mean of the per-P slope
-    variances) as in their notebook; γ₂ and γ_meas as ours. γ_pred by first-order propagation,
-    sqrt((γ₂σ₁)² + (γ₁σ₂)²); γ_pred − γ_meas adds σ_meas in quadrature (treated as independent)."""
-    def se(key):
-        v = (regressions.get(key) or {}).get("se")
-        return math.nan if v is None else v
-
-    if estimator == "authors":
-        var = [r["se"] ** 2 for r in regressions.get("gamma1_per_P", []) if r["se"] is not None]
-        s1 = math.sqrt(sum(var) / len(var)) if var else math.nan
-    else:
-        s1 = se("gamma1")
-    s2, sm_ = se("gamma2"), se("gamma_meas")
-    g1, g2 = float(point["gamma1"][0]), float(point["gamma2"][0])
-    sp = math.hypot(g2 * s1, g1 * s2)
-    return {"gamma1": s1, "gamma2": s2, "gamma_meas": sm_, "gamma_pred": sp,
-            "gamma_pred_minus_meas": math.hypot(sp, sm_)}
 
 
 def curve_minimum(lam: np.ndarray, err: np.ndarray) -> tuple[float, float]:
@@ -642,11 +353,6 @@ def bootstrap_weights(data: FitData, n: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def _num(a) -> float | None:
-    a = float(a)
-    return a if math.isfinite(a) else None
-
-
 def per_P_rows(data: FitData, st: Settings, point: dict, boot: dict | None = None) -> list[dict]:
     """The per-P table of fit.json: optima of the mean curve (with bootstrap intervals if given)."""
     alpha = (1 - st.level) / 2
@@ -661,10 +367,10 @@ def per_P_rows(data: FitData, st: Settings, point: dict, boot: dict | None = Non
         rows.append({
             "P": int(P), "n_seeds": int(len(data.log_lambda_star[i])),
             "n_seeds_with_lambda_star": int(np.isfinite(data.log_lambda_star[i]).sum()),
-            "eps_opt": _num(np.exp(point["log_eps_opt"][0, i])), "eps_opt_ci": ci["eps_opt"],
-            "lambda_opt": _num(np.exp(point["log_lambda_opt"][0, i])),
+            "eps_opt": number_or_none(np.exp(point["log_eps_opt"][0, i])), "eps_opt_ci": ci["eps_opt"],
+            "lambda_opt": number_or_none(np.exp(point["log_lambda_opt"][0, i])),
             "lambda_opt_ci": ci["lambda_opt"],
-            "lambda_star_geomean": _num(np.exp(point["mean_log_lambda_star"][0, i])),
+            "lambda_star_geomean": number_or_none(np.exp(point["mean_log_lambda_star"][0, i])),
             "n_window_points": int(point["n_window"][0, i]),
             "in_P_range": bool(st.in_range(data.P[i:i + 1])[0]),
         })
@@ -673,7 +379,8 @@ def per_P_rows(data: FitData, st: Settings, point: dict, boot: dict | None = Non
 
 def describe(data: FitData, settings: dict | Settings) -> list[dict]:
     """Per-P optima without fitting or bootstrap (what an impossible fit can still report)."""
-    st = _for_data(data, settings if isinstance(settings, Settings) else Settings.from_dict(settings))
+    st = settings_for_data(data, settings if isinstance(settings, Settings)
+                           else Settings.from_dict(settings))
     if len(data.P) == 0:
         return []
     if st.auto:  # optima do not depend on the window; any concrete one will do here
@@ -685,8 +392,9 @@ def _unit_weights(data: FitData) -> list[np.ndarray]:
     return [np.ones((1, len(s))) for s in data.log_lambda_star]
 
 
-def _for_data(data: FitData, st: Settings) -> Settings:
-    """Published seed means have one curve per P: no seed threshold, nothing to resample."""
+def settings_for_data(data: FitData, st: Settings) -> Settings:
+    """The settings a fit of data uses: published seed means have one curve per P, so no seed
+    threshold and nothing to resample."""
     return st.with_(min_seeds=1, n_boot=0) if data.published else st
 
 
@@ -694,83 +402,21 @@ NO_BOOTSTRAP_PUBLISHED = ("published seed means: the files hold no per-seed curv
                           "nothing to resample and the intervals are null")
 
 
-def resolve_window(data: FitData, st: Settings) -> Settings:
-    """``window: auto`` made concrete on the full data (then fixed for every bootstrap replicate).
-
-    Rule: on each P's mean curve (≥ min_seeds seeds per point; optimum at the grid minimum), take
-    the local log-slopes d log ε̄ / d log λ between neighbouring grid points left of λ_opt with
-    λ/λ_opt ≤ AUTO_X_MAX; pool them over P (those ≥ gamma1_P_min) and take their median in bins
-    of log λ/λ_opt one (coarsest) grid step wide. The window is the widest run of ≥ 3 consecutive
-    bins, spanning ≥ AUTO_MIN_DECADES decades, whose medians all lie within AUTO_TOLERANCE
-    (relative) of the run's own median slope, which must be negative (a descending power law)."""
-    if not st.auto:
-        return st
-    in_g1 = st.in_gamma1(data.P)
-    xs, ss, steps = [], [], []
-    for i in range(len(data.P)):
-        Y, grid = data.curves[i], data.grids[i]
-        if not in_g1[i] or Y.shape[1] < 3:
-            continue
-        F = np.isfinite(Y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            m = np.log(np.where(F, Y, 0.0).sum(0) / F.sum(0))
-        ok = (F.sum(0) >= st.min_seeds) & np.isfinite(m)
-        if not ok.any():
-            continue
-        j = int(np.where(ok, m, np.inf).argmin())
-        k = np.flatnonzero(ok[:j + 1])
-        if len(k) < 2:
-            continue
-        g, mk = grid[k], m[k]
-        mid = (g[1:] + g[:-1]) / 2 - grid[j]
-        keep = mid <= math.log(AUTO_X_MAX)
-        xs.append(mid[keep])
-        ss.append((np.diff(mk) / np.diff(g))[keep])
-        steps.append(float(np.median(np.diff(grid))))
-    if not xs or not sum(len(x) for x in xs):
-        raise FitError("window: auto found no descending branch (no mean-curve points left of "
-                       "λ_opt with ≥ min_seeds seeds)")
-    x, slope = np.concatenate(xs), np.concatenate(ss)
-    width = max(steps)
-    edges = np.arange(math.log(AUTO_X_MAX), x.min() - width, -width)[::-1]
-    idx = np.digitize(x, edges) - 1
-    bins = [(edges[b], edges[b + 1], float(np.median(slope[idx == b])))
-            for b in range(len(edges) - 1) if np.any(idx == b)]
-    best = None
-    for a_ in range(len(bins)):
-        for b_ in range(a_ + 2, len(bins)):
-            run = bins[a_:b_ + 1]
-            if any(run[t + 1][0] != run[t][1] for t in range(len(run) - 1)):
-                break  # a gap: the run must be contiguous
-            med = float(np.median([r[2] for r in run]))
-            span = (run[-1][1] - run[0][0]) / math.log(10)
-            if med >= 0 or span < AUTO_MIN_DECADES:
-                continue
-            if all(abs(r[2] - med) <= AUTO_TOLERANCE * abs(med) for r in run):
-                key = (span, run[-1][1])
-                if best is None or key > best[0]:
-                    best = (key, run[0][0], run[-1][1])
-    if best is None:
-        raise FitError(f"window: auto found no stretch of ≥ {AUTO_MIN_DECADES} decades left of "
-                       f"{AUTO_X_MAX} λ_opt where the local log-slope stays within "
-                       f"{AUTO_TOLERANCE:.0%} of its median")
-    return st.with_(x_left=float(math.exp(best[1])), x_right=float(math.exp(best[2])))
-
-
 def estimate(data: FitData, settings: dict | Settings) -> dict:
     """Point estimates, bootstrap intervals and per-P values; raises FitError if impossible.
 
     With estimator "both" the result is ours, and ``by_estimator`` holds each estimator's result
     (an impossible one as {"status": "impossible", "reason": ...})."""
-    st = _for_data(data, settings if isinstance(settings, Settings) else Settings.from_dict(settings))
+    st = settings_for_data(data, settings if isinstance(settings, Settings)
+                           else Settings.from_dict(settings))
     if len(data.P) == 0:
         raise FitError("no P values with data in the aggregate")
     if not st.also:
-        return _estimate_one(data, st, st.estimator)
+        return estimate_one(data, st, st.estimator)
     results: dict[str, dict | FitError] = {}
     for name in (st.estimator, *st.also):
         try:
-            results[name] = _estimate_one(data, st, name)
+            results[name] = estimate_one(data, st, name)
         except FitError as exc:
             results[name] = exc
     by = {name: _strip(r) if isinstance(r, dict) else {"status": "impossible", "reason": str(r)}
@@ -787,34 +433,9 @@ def _strip(res: dict) -> dict:
     return {k: v for k, v in res.items() if k not in ("settings", "by_estimator")}
 
 
-def apply_censoring(data: FitData, st: Settings, estimator: str) -> tuple[FitData, dict]:
-    """The data a fit uses and fit.json's ``censored`` block (module docstring: censored minima).
-
-    exclude (ours): censored seeds are dropped; so is a P left with fewer than min_seeds seeds,
-    with the reason. include, and always the authors' estimator: the data unchanged."""
-    mode = "include" if estimator == "authors" else st.censored
-    per_P = [{"P": int(P), "seeds": int(len(c)), "censored": int(c.sum())}
-             for P, c in zip(data.P, data.censored)]
-    block = {"setting": mode, "per_P": per_P, "dropped_P": []}
-    if estimator == "authors":
-        block["note"] = AUTHORS_CENSORED
-    if mode == "include" or not any(c.any() for c in data.censored):
-        return data, block
-    keep_seeds = [~c for c in data.censored]
-    keep_P = np.array([k.sum() >= st.min_seeds for k in keep_seeds], dtype=bool)
-    for row, k in zip(per_P, keep_P):
-        if not k:
-            left = row["seeds"] - row["censored"]
-            block["dropped_P"].append({"P": row["P"], "reason": (
-                f"{row['censored']} of {row['seeds']} seeds have a censored minimum; the "
-                f"{left} left are fewer than min_seeds={st.min_seeds}")})
-    if not keep_P.any():
-        raise FitError(f"every P has fewer than min_seeds={st.min_seeds} seeds whose minimum is not "
-                       "censored by the end of training (analysis.censored: exclude); train longer")
-    return data.subset(keep_P, keep_seeds), block
-
-
-def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
+def estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
+    """One estimator's fit (``estimate`` without "both"), for callers that vary the settings
+    themselves (sensitivity.py); st as ``settings_for_data`` made it. Raises FitError."""
     st_in = st
     data, censored = apply_censoring(data, st, estimator)
     st = resolve_window(data, st)
@@ -827,16 +448,17 @@ def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
     alpha = (1 - st.level) / 2
     estimates = {}
     for name in ESTIMATES:
-        e = {"value": _num(point[name][0]), "ci_low": None, "ci_high": None, "se": None, "n_valid": 0}
+        e = {"value": number_or_none(point[name][0]), "ci_low": None, "ci_high": None, "se": None,
+             "n_valid": 0}
         if boot is not None:
             b = boot[name][np.isfinite(boot[name])]
             e["n_valid"] = int(len(b))
             if len(b):
                 e["ci_low"], e["ci_high"] = (float(q) for q in np.quantile(b, [alpha, 1 - alpha]))
                 with np.errstate(over="ignore", invalid="ignore"):
-                    e["se"] = _num(b.std(ddof=1)) if len(b) > 1 else 0.0
+                    e["se"] = number_or_none(b.std(ddof=1)) if len(b) > 1 else 0.0
         if name in se_ols:
-            e["se_ols"] = _num(se_ols[name])
+            e["se_ols"] = number_or_none(se_ols[name])
         estimates[name] = e
     per_P = per_P_rows(data, st, point, boot)
     P_used = {"gamma1": [int(P) for P, w in zip(data.P, point["P_gamma1"][0]) if w],
@@ -846,12 +468,12 @@ def _estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
     lo, hi = _log_window(st)
     lines = {
         "collapse": {"x": "log(lambda/lambda_opt)", "y": "log(eps/eps_opt)",
-                     "slope": -v["gamma1"], "intercept": _num(point["log_k1"][0]),
-                     "x_range": [_num(lo) if math.isfinite(lo) else _min_x(data, point), hi]},
+                     "slope": -v["gamma1"], "intercept": number_or_none(point["log_k1"][0]),
+                     "x_range": [number_or_none(lo) if math.isfinite(lo) else _min_x(data, point), hi]},
         "lambda_opt": {"x": "log(P)", "y": "log(lambda_opt)", "slope": v["gamma2"],
-                        "intercept": _num(point["log_k2"][0])},
+                        "intercept": number_or_none(point["log_k2"][0])},
         "eps_opt": {"x": "log(P)", "y": "log(eps_opt)", "slope": -v["gamma_meas"],
-                    "intercept": _num(point["log_k_meas"][0])},
+                    "intercept": number_or_none(point["log_k_meas"][0])},
         "predicted": {"x": "log(P)", "y": "log(eps_opt)", "slope": -v["gamma_pred"],
                       "intercept": v["pred_log_intercept"]},
     }
@@ -884,13 +506,13 @@ def _min_x(data: FitData, point: dict) -> float | None:
     """The smallest log λ/λ_opt any mean curve reaches (the left end of an unbounded window)."""
     xs = [data.grids[i][0] - point["log_lambda_opt"][0, i] for i in range(len(data.P))
           if len(data.grids[i]) and np.isfinite(point["log_lambda_opt"][0, i])]
-    return _num(min(xs)) if xs else None
+    return number_or_none(min(xs)) if xs else None
 
 
 def run(curves_path, optima_path, settings: dict, out) -> dict:
     """Fit one aggregate and write fit.json (status "impossible" + reason on FitError)."""
     data, cmeta = load_fit_data(curves_path, optima_path)
-    st = _for_data(data, Settings.from_dict(settings))
+    st = settings_for_data(data, Settings.from_dict(settings))
     try:
         result = estimate(data, st)
     except FitError as exc:
@@ -929,101 +551,14 @@ def main(argv=None) -> int:
         print(f"fit impossible: {res['reason']}", file=sys.stderr)
     else:
         e = res["estimates"]
-        print("  ".join(f"{k}={e[k]['value']:.3f} [{e[k]['ci_low'] if e[k]['ci_low'] is None else round(e[k]['ci_low'], 3)}, "
-                        f"{e[k]['ci_high'] if e[k]['ci_high'] is None else round(e[k]['ci_high'], 3)}]"
+
+        def bound(v):  # an interval end, rounded; None where there is no interval
+            return v if v is None else round(v, 3)
+
+        print("  ".join(f"{k}={e[k]['value']:.3f} [{bound(e[k]['ci_low'])}, {bound(e[k]['ci_high'])}]"
                         for k in ("gamma1", "gamma2", "gamma_pred", "gamma_meas")), file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-# ---------------------------------------------------------------------------------------------
-# synthetic data with known exponents (the validation study, tests and bench/bench_bootstrap.py)
-
-def synthetic_shape(x: np.ndarray, gamma1: float, x_c: float = 0.85, rise: float = 0.3) -> np.ndarray:
-    """ε/ε_opt against x = λ/λ_opt: exactly k₁ x^(−γ₁) for x <= x_c, a smooth (C¹) quadratic
-    minimum (in log-log) equal to 1 at x = 1, then a rise of log-slope rise·γ₁ (overfitting).
-
-    k₁ = exp(−b log²x_c) with b = γ₁ / (2 |log x_c|)."""
-    u = np.log(np.asarray(x, dtype=float))
-    uc = math.log(x_c)
-    b = gamma1 / (2 * abs(uc))
-    s_r = rise * gamma1
-    u1 = s_r / (2 * b)
-    h = np.where(u <= uc, -gamma1 * u - b * uc ** 2,
-                 np.where(u <= 0, -gamma1 * u + b * (u - uc) ** 2 - b * uc ** 2,
-                          np.where(u <= u1, b * u ** 2, b * u1 ** 2 + s_r * (u - u1))))
-    return np.exp(h)
-
-
-def simulate_seeds(rng: np.random.Generator, Ps, n_seeds: int, gamma1: float, gamma2: float,
-                   eps0: float = 0.2, lam0: float = 2.0, sigma_lambda: float = 0.05,
-                   sigma_eps: float = 0.05, noise: float = 0.03, n_eval: int = 40,
-                   x_range=(0.03, 5.0), nonmonotone: bool = False, n_test: int | None = None):
-    """Synthetic learning curves with known exponents: yields (P, seed, steps, λ, test error).
-
-    λ_opt(P) = lam0·P^γ₂ and ε_opt(P) = eps0·(P/P₀)^(−γ₁γ₂) (P₀ the smallest P), so γ_meas = γ₁γ₂;
-    each seed's λ_opt and ε_opt get log-normal jitter (sigma_lambda, sigma_eps), its curve follows
-    ``synthetic_shape`` along n_eval log-spaced λ values in x_range·λ_opt (offset at random), and
-    each evaluation gets multiplicative noise (noise) and, with n_test, the binomial noise of a
-    test set of that size (the error counted on n_test examples). nonmonotone: λ dips for 3 rows mid-run."""
-    Ps = sorted(int(P) for P in Ps)
-    steps = np.geomspace(1, 1e5, n_eval).astype(np.int64) + np.arange(n_eval)  # increasing
-    for P in Ps:
-        lam_opt = lam0 * P ** gamma2
-        eps_opt = eps0 * (P / Ps[0]) ** (-gamma1 * gamma2)
-        for s in range(n_seeds):
-            lo_s = lam_opt * math.exp(sigma_lambda * rng.standard_normal())
-            e_s = eps_opt * math.exp(sigma_eps * rng.standard_normal())
-            lam = lo_s * np.geomspace(x_range[0], x_range[1], n_eval) * math.exp(0.05 * rng.standard_normal())
-            if nonmonotone:  # a dip of λ in the middle of training, as after a loss spike
-                k = n_eval // 2
-                lam[k:k + 3] = lam[k - 1] * np.array([0.9, 0.95, 0.99])
-            err = np.clip(e_s * synthetic_shape(lam / lo_s, gamma1)
-                          * np.exp(noise * rng.standard_normal(n_eval)), 0, 1)
-            if n_test:
-                err = rng.binomial(n_test, err) / n_test
-            yield P, s, steps, lam, err
-
-
-def simulate_trajectories(rng: np.random.Generator, Ps, n_seeds: int, gamma1: float, gamma2: float,
-                          experiment="synthetic", arch="cnn", dataset="digits", **kw):
-    """``simulate_seeds`` as (DataFrame, meta) pairs valid under the trajectory contract."""
-    out = []
-    for P, s, steps, lam, err in simulate_seeds(rng, Ps, n_seeds, gamma1, gamma2, **kw):
-        df = pd.DataFrame({"step": steps, "epoch": steps / 10.0, "wall_time": steps * 1e-3,
-                           "train_error": err * 0.5, "train_loss": err, "val_error": err,
-                           "val_loss": err, "test_error": err, "test_loss": err, "lambda": lam,
-                           "spectral_complexity": lam})
-        cfg = {"experiment": experiment, "arch": arch, "dataset": dataset, "P": P, "seed": s}
-        meta = {"cell_id": f"{experiment}/{arch}/{dataset}/P{P}/seed{s}", "status": "completed",
-                "diverged_step": None, "config": cfg, "config_hash": provenance.config_hash(cfg),
-                "code": {"git_commit": None}, "dataset_sha256": "0" * 64}
-        out.append((df, meta))
-    return out
-
-
-def simulate_fit_data(rng: np.random.Generator, Ps, n_seeds: int, gamma1: float, gamma2: float,
-                      grid_points: int = 60, **kw) -> FitData:
-    """FitData of ``simulate_seeds`` through the aggregation code (``aggregate.reduce_arrays`` and
-    ``interpolate_seeds``; no files: fast enough for a simulation study)."""
-    seeds = [reduce_arrays(lam, err, steps, P, s)
-             for P, s, steps, lam, err in simulate_seeds(rng, Ps, n_seeds, gamma1, gamma2, **kw)]
-    return fit_data_from_seed_curves(seeds, grid_points)
-
-
-def fit_data_from_seed_curves(seeds, grid_points: int) -> FitData:
-    """FitData straight from aggregate.SeedCurve objects (same numbers as the written aggregate)."""
-    interp = interpolate_seeds(seeds, grid_points)
-    Ps = sorted(interp)
-    lam, eps, cens = [], [], []
-    for P in Ps:
-        by_seed = {c.seed: c for c in seeds if c.used and c.P == P}
-        ids = interp[P][2]
-        lam.append(np.log(np.array([by_seed[s].lambda_star for s in ids])))
-        eps.append(np.array([by_seed[s].eps_star for s in ids]))
-        cens.append(np.array([by_seed[s].censored for s in ids], dtype=bool))
-    return FitData(P=np.array(Ps), grids=[interp[P][0] for P in Ps], curves=[interp[P][1] for P in Ps],
-                   log_lambda_star=lam, eps_star=eps, seeds=[interp[P][2] for P in Ps], censored=cens)

@@ -513,7 +513,7 @@ def refit(curves, optima, settings: dict, out) -> dict:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["refit"]:
-        from .aggregate import parse_settings
+        from .config import parse_settings
 
         ap = argparse.ArgumentParser(prog="python -m workflow_scripts.published refit",
                                      description="fit.py on a published aggregate, window: stored "

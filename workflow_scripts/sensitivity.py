@@ -2,7 +2,7 @@
 
 Why: a γ₁ window is a choice, and the paper's Table 1 depends on it (its windows differ per arch and
 dataset by orders of magnitude). Nobody has published how γ₁, γ_pred and γ_pred − γ_meas move
-with it. For one aggregate this module refits (``fit._estimate_one``) every cell of
+with it. For one aggregate this module refits (``fit.estimate_one``) every cell of
 
     window      x_left < x_right from ``windows`` log-spaced values of λ/λ_opt, from the smallest
                 λ/λ_opt any mean curve reaches up to 1
@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from . import io, provenance
-from .aggregate import parse_settings
-from .fit import (ESTIMATORS, FitData, FitError, Settings, _estimate_one, _for_data, describe,
-                  load_fit_data)
+from .config import parse_settings
+from .fit import (ESTIMATORS, FitData, FitError, Settings, describe, estimate_one, load_fit_data,
+                  settings_for_data)
 
 QUANTITIES = ("gamma1", "gamma_pred", "gamma_meas", "gamma_pred_minus_meas")
 Z95 = 1.959963984540054
@@ -65,7 +65,7 @@ def grid(data: FitData, settings: dict | Settings, progress=None) -> tuple[pd.Da
     raw = settings if isinstance(settings, dict) else {}
     sens = raw.get("sensitivity") or {}
     n_windows, n_boot = int(sens.get("windows", 6)), int(sens.get("bootstrap", 100))
-    st = _for_data(data, st.with_(n_boot=n_boot, also=()))
+    st = settings_for_data(data, st.with_(n_boot=n_boot, also=()))
     xs = window_values(data, st.with_(x_left=0.0, x_right=1.0), n_windows)
     P_mins = [None] + [int(P) for P in data.P[1:-1]]  # None = every P (the smallest P)
     cells = [(e, pm, xs[i], xs[j]) for e in ESTIMATORS for pm in P_mins
@@ -75,8 +75,8 @@ def grid(data: FitData, settings: dict | Settings, progress=None) -> tuple[pd.Da
         row = {"estimator": estimator, "gamma1_P_min": int(data.P[0]) if pm is None else pm,
                "x_left": float(xl), "x_right": float(xr), "status": "ok", "reason": ""}
         try:
-            res = _estimate_one(data, st.with_(estimator=estimator, gamma1_P_min=pm,
-                                               x_left=float(xl), x_right=float(xr)), estimator)
+            res = estimate_one(data, st.with_(estimator=estimator, gamma1_P_min=pm,
+                                              x_left=float(xl), x_right=float(xr)), estimator)
         except FitError as exc:
             row.update(status="impossible", reason=str(exc))
             res = None
