@@ -24,14 +24,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from . import io, provenance  # noqa: E402
+from . import io  # noqa: E402
 from .aggregate import read_aggregate_file, summarise_curves  # noqa: E402
 from .fit import curve_minimum  # noqa: E402
-from .table import ARCH_LABEL, ARCH_ORDER, DATASET_LABEL, DATASET_ORDER  # noqa: E402
+from .plot_style import (ARCH_LABEL, ARCH_ORDER, DATASET_LABEL, DATASET_ORDER, save_figure,  # noqa: E402
+                         set_theme)
 
 MEASURE_LABEL = {"spectral_complexity": "spectral complexity $R_A$", "spectral_product":
                  r"product of spectral norms $\prod_i\|A_i\|_\sigma$", "l1": r"$\ell_1$ norm",
@@ -39,19 +38,8 @@ MEASURE_LABEL = {"spectral_complexity": "spectral complexity $R_A$", "spectral_p
                  "spectral_complexity_authors": "spectral complexity (authors' variant)",
                  "lambda": r"$\lambda$"}
 CMAP = "viridis"
-DPI = 150
-# One look for every figure of the pipeline (deep nets, perceptron, sensitivity): seaborn's theme,
-# set once here. The curves are drawn with matplotlib from the aggregate's mean and standard error,
-# not with seaborn's estimators, which would recompute them from the seeds (a second way to the
-# same numbers); seaborn draws the sensitivity heat maps.
-THEME = {"context": "paper", "style": "ticks", "font_scale": 1.0}
 
-
-def set_theme() -> None:
-    sns.set_theme(**THEME)
-
-
-set_theme()
+set_theme()  # the pipeline's one look (plot_style.THEME)
 
 
 class Panel:
@@ -337,48 +325,6 @@ def _open_markers(ax, points) -> None:
         P, v = zip(*points)
         ax.plot(P, v, "o", ms=5, mfc="white", mec="navy", mew=1.2, zorder=4, ls="none",
                 label="open: censored minimum (training ended)")
-
-
-def _plain(v, _pos=None) -> str:
-    return f"{v:g}"
-
-
-def tidy_log_axes(fig) -> None:
-    """Plain numbers (0.1, 2, 5000) on log axes; minor labels (2, 5 ×10^k) only on short axes."""
-    for ax in fig.axes:
-        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
-                                 (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
-            if scale != "log" or not all(np.isfinite(lim)) or min(lim) <= 0:
-                continue
-            axis.set_major_formatter(FuncFormatter(_plain))
-            decades = abs(math.log10(lim[1] / lim[0]))
-            if decades < 2:
-                axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-                axis.set_minor_formatter(FuncFormatter(_plain))
-            else:
-                axis.set_minor_formatter(NullFormatter())
-
-
-def drawn_strings(fig) -> list[str]:
-    """Every non-empty string drawn on ``fig``: titles, axis labels, legend entries, annotations."""
-    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible()]
-    return [t for t in texts if t.strip()]
-
-
-def save_figure(fig, out, plot: str, experiment, inputs, stage: str, tidy: bool = True, **content) -> None:
-    """Write the image (atomically), then its record ``<image>.json``: the image's sha256, every
-    string drawn on it, what it shows (``content``) and the inputs it was drawn from."""
-    out = Path(out)
-    if tidy:
-        tidy_log_axes(fig)
-    with io.atomic_path(out, out.suffix or ".png") as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=(out.suffix.lstrip(".") or "png"))
-    printed = {out.name: drawn_strings(fig)}
-    plt.close(fig)
-    io.write_json({**provenance.record("figure", experiment, outputs=[out], printed=printed),
-                   "figure": str(out), "plot": plot, **content,
-                   "provenance": provenance.provenance(inputs=inputs, stage=stage)},
-                  str(out) + ".json")
 
 
 def _save(fig, out, panels, shown, plot):

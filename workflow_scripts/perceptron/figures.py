@@ -36,7 +36,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from .. import io  # noqa: E402
 from ..aggregate import expand_inputs, read_aggregate_file  # noqa: E402
 from .. import perceptron as pc  # noqa: E402
-from ..figures import save_figure, set_theme  # noqa: E402
+from ..plot_style import save_figure, set_theme  # noqa: E402
 from ..trajectory import read_trajectory  # noqa: E402
 from .settings import alpha_tag  # noqa: E402
 
