@@ -152,12 +152,13 @@ def test_every_python_rule_names_an_environment_that_covers_its_entry_point(rule
 
 def test_the_import_scan_sees_lazy_imports():
     """sensitivity imports seaborn inside its figure function; the scan must see it, and follow a
-    package's relative imports (the perceptron's figures reach seaborn through ..figures)."""
+    package's relative imports (the perceptron's figures reach seaborn through ..plot_style)."""
     assert "workflow_scripts.sensitivity" in imported_packages("workflow_scripts.sensitivity")["seaborn"]
     assert "torch" in imported_packages("workflow_scripts.train")
     pcp = imported_packages("workflow_scripts.perceptron")
     assert "scipy" in pcp and "torch" not in pcp
-    assert "workflow_scripts.figures" in imported_packages("workflow_scripts.perceptron.figures")["seaborn"]
+    assert "workflow_scripts.plot_style" in \
+        imported_packages("workflow_scripts.perceptron.figures")["seaborn"]
 
 
 def test_conda_deployment_runs_the_environments_python(tmp_path):

@@ -12,6 +12,8 @@ from scipy import optimize
 
 from workflow_scripts import aggregate, fit, io, perceptron as pc
 from workflow_scripts.perceptron import figures as pf
+from workflow_scripts.perceptron.losses import _field_weights
+from workflow_scripts.perceptron.theory import _prox_shift
 from workflow_scripts.config import load_config
 from workflow_scripts.provenance import canonical_json
 from workflow_scripts.trajectory import BASE_COLUMNS, read_trajectory
@@ -51,8 +53,8 @@ def test_replica_small_lambda_is_hebb():
 
 def _replica_energy(R, x, lam, alpha):
     """e(R, x) = −(1−R²)/(2x) + α E M_x(ω): the functional whose saddle the equations solve."""
-    p, _, _ = pc._field_weights(R)
-    psi = pc._prox_shift(pc.OMEGA, x, lam)
+    p, _, _ = _field_weights(R)
+    psi = _prox_shift(pc.OMEGA, x, lam)
     M = np.logaddexp(0.0, -2 * lam * (pc.OMEGA + psi)) + psi ** 2 / (2 * x)
     return -(1 - R * R) / (2 * x) + alpha * np.sum(pc.OMEGA_W * p * M)
 

@@ -9,12 +9,14 @@ import pytest
 
 from workflow_scripts import io, perceptron as pc
 from workflow_scripts.perceptron import figures as pf
+from workflow_scripts.perceptron.losses import _field_density, _omega_grid
+from workflow_scripts.perceptron.validation import _paper_variable_checks
 
 
 def _dense_grid(R, lam):
     """A reference grid: 4x the uniform panels, order 24, refined 100x further than the default."""
     s = math.sqrt(max(1 - R * R, 0.0))
-    return pc._omega_grid(panels=960, order=24, refine=1e-4 * min(s, 1 / lam))
+    return _omega_grid(panels=960, order=24, refine=1e-4 * min(s, 1 / lam))
 
 
 def test_quadrature_is_accurate_at_alpha_2000(monkeypatch):
@@ -39,7 +41,7 @@ def test_refined_grid_covers_the_tails_and_integrates_the_step():
     om, w = pc.omega_grid_for(0.9999995, 50.0)        # s = 1e-3
     assert om.min() < -11.9 and om.max() > 11.9
     assert np.all(np.diff(om) > 0) and np.all(w > 0)
-    p, k, s = pc._field_density(0.9999995, om)
+    p, k, s = _field_density(0.9999995, om)
     assert np.sum(w * p) == pytest.approx(1.0, abs=1e-12)               # a density
     # E|u| = √(2/π) via m = k + Rωp
     assert np.sum(w * (k + 0.9999995 * om * p)) == pytest.approx(math.sqrt(2 / math.pi), abs=1e-12)
@@ -197,7 +199,7 @@ PAPERLIKE = {"window": {"lambda_min": 3, "lambda_max": None, "lambda_max_over_op
 
 def test_gd_bounds_where_the_paper_block_was_run(tmp_path):
     sc, runs = _synthetic(tmp_path)
-    pv = pc._paper_variable_checks(sc, PAPERLIKE, runs, [])
+    pv = _paper_variable_checks(sc, PAPERLIKE, runs, [])
     c = pv["checks"]
     assert pv["pass"] and set(pv["asserted"]) == {"theory_gamma1_half", "theory_gamma2_one",
                                                   "gd_gamma1", "gd_gamma2"}
@@ -216,7 +218,7 @@ def test_gd_bounds_where_the_paper_block_was_run(tmp_path):
 def test_gd_bounds_fail_when_gd_misses_them(tmp_path, bad):
     kw = {"gamma2": {"g2": 0.9}, "gamma1": {"g1": 0.45}, "not_passed": {"end_over_opt": 1.1}}[bad]
     sc, runs = _synthetic(tmp_path, **kw)
-    pv = pc._paper_variable_checks(sc, PAPERLIKE, runs, [])
+    pv = _paper_variable_checks(sc, PAPERLIKE, runs, [])
     c = pv["checks"]
     assert c["theory_gamma1_half"]["pass"] and c["theory_gamma2_one"]["pass"]
     assert not pv["pass"]
@@ -233,7 +235,7 @@ def test_gd_noise_mode_below_the_paper_alphas(tmp_path):
     st = {**PAPERLIKE, "gd_checks": {**PAPERLIKE["gd_checks"],
                                      "bounds_from_alpha": {"gamma1": 5000, "gamma2": 50}}}
     sc, runs = _synthetic(tmp_path, tilt=0.03)
-    pv = pc._paper_variable_checks(sc, st, runs, [])
+    pv = _paper_variable_checks(sc, st, runs, [])
     g1, g2 = pv["checks"]["gd_gamma1"], pv["checks"]["gd_gamma2"]
     assert 0.01 < g2["se"] < 0.2
     assert g1["mode"] == g2["mode"] == "noise"
@@ -241,13 +243,13 @@ def test_gd_noise_mode_below_the_paper_alphas(tmp_path):
     assert g2["asserted"] and g2["pass"] and pv["pass"]
     assert g2["target"] == pytest.approx(1.0, abs=1e-3) and g2["tolerance"] == pytest.approx(3 * g2["se"])
     sc, runs = _synthetic(tmp_path, g2=0.6, tilt=0.03)
-    pv = pc._paper_variable_checks(sc, st, runs, [])
+    pv = _paper_variable_checks(sc, st, runs, [])
     assert abs(pv["checks"]["gd_gamma2"]["z"]) > 3 and not pv["checks"]["gd_gamma2"]["pass"]
     assert not pv["pass"]
     # an uninformative se (above max_se) fails too
     st2 = {**st, "gd_checks": {**st["gd_checks"], "max_se": 1e-6}}
     sc, runs = _synthetic(tmp_path, tilt=0.03)
-    assert not pc._paper_variable_checks(sc, st2, runs, [])["checks"]["gd_gamma2"]["pass"]
+    assert not _paper_variable_checks(sc, st2, runs, [])["checks"]["gd_gamma2"]["pass"]
 
 
 def test_large_alpha_runs_must_not_share_a_main_alpha():

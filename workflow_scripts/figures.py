@@ -24,14 +24,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from . import io, provenance  # noqa: E402
+from . import io  # noqa: E402
 from .aggregate import read_aggregate_file, summarise_curves  # noqa: E402
 from .fit import curve_minimum  # noqa: E402
-from .table import ARCH_LABEL, ARCH_ORDER, DATASET_LABEL, DATASET_ORDER  # noqa: E402
+from .plot_style import (ARCH_LABEL, ARCH_ORDER, DATASET_LABEL, DATASET_ORDER, save_figure,  # noqa: E402
+                         set_theme)
 
 MEASURE_LABEL = {"spectral_complexity": "spectral complexity $R_A$", "spectral_product":
                  r"product of spectral norms $\prod_i\|A_i\|_\sigma$", "l1": r"$\ell_1$ norm",
@@ -39,19 +38,8 @@ MEASURE_LABEL = {"spectral_complexity": "spectral complexity $R_A$", "spectral_p
                  "spectral_complexity_authors": "spectral complexity (authors' variant)",
                  "lambda": r"$\lambda$"}
 CMAP = "viridis"
-DPI = 150
-# One look for every figure of the pipeline (deep nets, perceptron, sensitivity): seaborn's theme,
-# set once here. The curves are drawn with matplotlib from the aggregate's mean and standard error,
-# not with seaborn's estimators, which would recompute them from the seeds (a second way to the
-# same numbers); seaborn draws the sensitivity heat maps.
-THEME = {"context": "paper", "style": "ticks", "font_scale": 1.0}
 
-
-def set_theme() -> None:
-    sns.set_theme(**THEME)
-
-
-set_theme()
+set_theme()  # the pipeline's one look (plot_style.THEME)
 
 
 class Panel:
@@ -135,7 +123,8 @@ def _est(fit, key):
     return e.get("value"), e.get("ci_low"), e.get("ci_high")
 
 
-def _fmt_est(fit, key, digits=3) -> str:
+def estimate_label(fit, key, digits=3) -> str:
+    """A fitted exponent as legends print it: "0.512 [0.480, 0.545]", or "n/a" when not fitted."""
     v, lo, hi = _est(fit, key)
     if v is None:
         return "n/a"
@@ -232,7 +221,7 @@ def draw_collapse(ax, panel: Panel, fig=None) -> dict:
         ax.plot(x, np.exp(line["intercept"]) * x ** line["slope"], "--", color="0.4", lw=1)
         xw = np.geomspace(max(xl, x_lo), xr, 20) if max(xl, x_lo) < xr else np.array([xl, xr])
         ax.plot(xw, np.exp(line["intercept"]) * xw ** line["slope"], "-", color="crimson", lw=2.2,
-                label=f"γ₁ = {_fmt_est(fit, 'gamma1')}")
+                label=f"γ₁ = {estimate_label(fit, 'gamma1')}")
         out["fit"] = {"gamma1": _est(fit, "gamma1"), "k1": _est(fit, "k1"), "window": [xl, xr]}
     _impossible_note(ax, fit)
     ax.set_xlabel("λ / λ_opt")
@@ -297,7 +286,7 @@ def draw_scaling(ax_lam, ax_eps, panel: Panel) -> dict:
         Pr = rng.get("gamma2") or list(Pv)
         Pf = np.geomspace(min(Pr), max(Pr), 50)
         ax_lam.plot(Pf, np.exp(l2["intercept"]) * Pf ** l2["slope"], "-", color="crimson", lw=2,
-                    zorder=2, label=f"k₂ P^γ₂, γ₂ = {_fmt_est(fit, 'gamma2')}")
+                    zorder=2, label=f"k₂ P^γ₂, γ₂ = {estimate_label(fit, 'gamma2')}")
         out["gamma2"], out["k2"] = _est(fit, "gamma2"), _est(fit, "k2")
     m = panel.group.get("measure")
     _log_or_note(ax_lam, len(rows) > 0 or len(opt) > 0)
@@ -316,9 +305,9 @@ def draw_scaling(ax_lam, ax_eps, panel: Panel) -> dict:
         Pf = np.geomspace(min(Pr), max(Pr), 50)
         lm, lp = fit["lines"]["eps_opt"], fit["lines"]["predicted"]
         ax_eps.plot(Pf, np.exp(lm["intercept"]) * Pf ** lm["slope"], "-", color="crimson", lw=2,
-                    label=f"fit: γ_meas = {_fmt_est(fit, 'gamma_meas')}")
+                    label=f"fit: γ_meas = {estimate_label(fit, 'gamma_meas')}")
         ax_eps.plot(Pf, np.exp(lp["intercept"]) * Pf ** lp["slope"], "--", color="darkorange", lw=2,
-                    label=f"predicted: γ_pred = γ₁γ₂ = {_fmt_est(fit, 'gamma_pred')}")
+                    label=f"predicted: γ_pred = γ₁γ₂ = {estimate_label(fit, 'gamma_pred')}")
         out.update({k: _est(fit, k) for k in ("gamma_meas", "gamma_pred", "gamma1",
                                                "gamma_pred_minus_meas")})
         out["lines"] = fit["lines"]
@@ -337,48 +326,6 @@ def _open_markers(ax, points) -> None:
         P, v = zip(*points)
         ax.plot(P, v, "o", ms=5, mfc="white", mec="navy", mew=1.2, zorder=4, ls="none",
                 label="open: censored minimum (training ended)")
-
-
-def _plain(v, _pos=None) -> str:
-    return f"{v:g}"
-
-
-def tidy_log_axes(fig) -> None:
-    """Plain numbers (0.1, 2, 5000) on log axes; minor labels (2, 5 ×10^k) only on short axes."""
-    for ax in fig.axes:
-        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
-                                 (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
-            if scale != "log" or not all(np.isfinite(lim)) or min(lim) <= 0:
-                continue
-            axis.set_major_formatter(FuncFormatter(_plain))
-            decades = abs(math.log10(lim[1] / lim[0]))
-            if decades < 2:
-                axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-                axis.set_minor_formatter(FuncFormatter(_plain))
-            else:
-                axis.set_minor_formatter(NullFormatter())
-
-
-def drawn_strings(fig) -> list[str]:
-    """Every non-empty string drawn on ``fig``: titles, axis labels, legend entries, annotations."""
-    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible()]
-    return [t for t in texts if t.strip()]
-
-
-def save_figure(fig, out, plot: str, experiment, inputs, stage: str, tidy: bool = True, **content) -> None:
-    """Write the image (atomically), then its record ``<image>.json``: the image's sha256, every
-    string drawn on it, what it shows (``content``) and the inputs it was drawn from."""
-    out = Path(out)
-    if tidy:
-        tidy_log_axes(fig)
-    with io.atomic_path(out, out.suffix or ".png") as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=(out.suffix.lstrip(".") or "png"))
-    printed = {out.name: drawn_strings(fig)}
-    plt.close(fig)
-    io.write_json({**provenance.record("figure", experiment, outputs=[out], printed=printed),
-                   "figure": str(out), "plot": plot, **content,
-                   "provenance": provenance.provenance(inputs=inputs, stage=stage)},
-                  str(out) + ".json")
 
 
 def _save(fig, out, panels, shown, plot):
@@ -488,19 +435,26 @@ def fig_grid(kind, curves, optima, fits, out, panels=None):
     _save(fig, out, drawn, shown, f"grid-{kind}")
 
 
+def add_aggregate_arguments(parser, optional_fit: str | None = None) -> None:
+    """--curves, --optima and --fit: one aggregate and its fit.json, as every figure CLI reads them
+    (``optional_fit``: --fit may be left out, with this help)."""
+    parser.add_argument("--curves", required=True)
+    parser.add_argument("--optima", required=True)
+    if optional_fit:
+        parser.add_argument("--fit", help=optional_fit)
+    else:
+        parser.add_argument("--fit", required=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m workflow_scripts.figures",
                                  description="Figures from aggregates and fits (PNG + <out>.json sidecar).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("curves", help="test error against λ, one curve per P (± standard error)")
-    a.add_argument("--curves", required=True)
-    a.add_argument("--optima", required=True)
-    a.add_argument("--fit", help="optional fit.json (marks the fitted optima)")
+    add_aggregate_arguments(a, optional_fit="optional fit.json (marks the fitted optima)")
     a.add_argument("--out", required=True)
     b = sub.add_parser("collapse", help="ε/ε_opt against λ/λ_opt with the fitted γ₁ law")
-    b.add_argument("--curves", required=True)
-    b.add_argument("--optima", required=True)
-    b.add_argument("--fit", required=True)
+    add_aggregate_arguments(b)
     b.add_argument("--out", required=True)
     c = sub.add_parser("scaling", help="λ* and ε_opt against P with the fitted and predicted laws")
     c.add_argument("--optima", required=True)
@@ -508,9 +462,7 @@ def main(argv=None) -> int:
     c.add_argument("--curves", help="optional: the aggregate's curves (ε_opt is otherwise read from fit.json)")
     c.add_argument("--out", required=True)
     e = sub.add_parser("panel", help="curves, collapse and scaling of one aggregate in one call")
-    e.add_argument("--curves", required=True)
-    e.add_argument("--optima", required=True)
-    e.add_argument("--fit", required=True)
+    add_aggregate_arguments(e)
     e.add_argument("--out-dir", required=True, help="writes curves.png, collapse.png, scaling.png")
     d = sub.add_parser("grid", help="arch × dataset grid of curves or collapses (paper Figs. 3–4)")
     d.add_argument("--kind", choices=("curves", "collapse"), nargs="+", required=True,

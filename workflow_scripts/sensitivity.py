@@ -113,7 +113,7 @@ def figure(df: pd.DataFrame, summary: dict, title: str = ""):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .figures import set_theme
+    from .plot_style import set_theme
 
     set_theme()
     ests = [e for e in ESTIMATORS if e in set(df["estimator"])]
@@ -174,8 +174,9 @@ def run(curves_path, optima_path, settings: dict, out_table, out_json, out_figur
                    "schema": "sensitivity/1", "status": status, "reason": reason, "group": group,
                    **summary, "provenance": meta}, out_json)
     if out_figure:  # drawn from the table just written; its record <png>.json names that table
-        from .figures import plt, save_figure
+        from .plot_style import pyplot, save_figure
 
+        plt = pyplot()
         if status == "ok":
             fig = figure(df, summary, title="/".join(str(group.get(k, "")) for k in
                                                      ("experiment", "arch", "dataset", "measure")))

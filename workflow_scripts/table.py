@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io, provenance
+from .plot_style import ARCH_LABEL, ARCH_ORDER, DATASET_LABEL, DATASET_ORDER
 
 # The paper's Table 1 (arXiv:2505.13230): γ_pred, γ_meas and their σ, keyed (arch, dataset).
 PUBLISHED = {
@@ -32,11 +33,6 @@ PUBLISHED = {
     ("vit", "cifar10"): {"gamma_pred": 0.23, "gamma_meas": 0.21, "sigma": 0.03},
     ("vit", "cifar100"): {"gamma_pred": 0.14, "gamma_meas": 0.12, "sigma": 0.04},
 }
-ARCH_ORDER = {"cnn": 0, "resnet": 1, "vit": 2}
-DATASET_ORDER = {"mnist": 0, "cifar10": 1, "cifar100": 2, "digits": 3, "teacher": 4}
-ARCH_LABEL = {"cnn": "CNN", "resnet": "ResNet", "vit": "ViT"}
-DATASET_LABEL = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits",
-                 "teacher": "teacher"}
 # the values a published file stores (workflow_scripts/published.py), as (column, stored key)
 STORED_COLUMNS = (("stored_gamma1", "gamma_1"), ("stored_err_gamma1", "err_gamma_1"), ("stored_k1", "k1"),
                   ("stored_gamma2", "gamma_2"), ("stored_err_gamma2", "err_gamma_2"), ("stored_k2", "k2"),

@@ -94,17 +94,32 @@ fraction of its cost), ``losses`` (losses and the field quadrature), ``fixed_nor
 CLI: ``python -m workflow_scripts.perceptron {train,fixed-norm,theory,theory-scaling,validate} --help``;
 figures: ``python -m workflow_scripts.perceptron.figures --help``.
 """
-# The package namespace is the modules' names together (``perceptron.train``,
-# ``perceptron.replica_fixed_norm``, ...), as the rules and tests use them.
-from ..aggregate import expand_inputs  # noqa: F401
-from .settings import *  # noqa: F401,F403
-from .losses import *  # noqa: F401,F403
-from .losses import _field_density, _field_weights, _omega_grid  # noqa: F401
-from .simulation import *  # noqa: F401,F403
-from .flow import FLOW_DEFAULTS, HESSIAN_ROW_FLOOR, flow_settings, simulate_flow  # noqa: F401
-from .fixed_norm import *  # noqa: F401,F403
-from .theory import *  # noqa: F401,F403
-from .theory import _prox_shift  # noqa: F401
-from .validation import *  # noqa: F401,F403
-from .validation import _paper_variable_checks  # noqa: F401
-from .cli import main  # noqa: F401
+# The package exports what its callers use: the rules (job settings), the benches, the tests and
+# the command line. Everything else, private helpers included, is imported from its module
+# (``from workflow_scripts.perceptron.theory import _prox_shift``), so each name has one home.
+from .cli import main
+from .fixed_norm import fixed_norm_curve
+from .flow import FLOW_DEFAULTS, flow_settings, simulate_flow
+from .losses import OMEGA, OMEGA_W, learning_rate, log_steps, loss_value, omega_grid_for, population_loss
+from .settings import (LOSS_NAMES, RUNTIME_S_PER_ENTRY, alpha_tag, check_config, memory_mb, n_examples,
+                       run_settings, runtime_minutes, scaling_theory_alphas)
+from .simulation import data_spec, dataset_sha256, make_inputs, make_teacher, signed_inputs, simulate, train
+from .theory import (LIMIT_C, bayes_error, gibbs_error, hebb_error, hebb_overlap, limit_curve,
+                     max_stability, replica_fixed_norm)
+from .validation import curve_optimum, window_bounds
+
+__all__ = [
+    # settings: the config block and job sizes (rules/perceptron.smk)
+    "LOSS_NAMES", "RUNTIME_S_PER_ENTRY", "alpha_tag", "check_config", "memory_mb", "n_examples",
+    "run_settings", "runtime_minutes", "scaling_theory_alphas",
+    # simulation and the hybrid integrator
+    "data_spec", "dataset_sha256", "make_inputs", "make_teacher", "signed_inputs", "simulate", "train",
+    "FLOW_DEFAULTS", "flow_settings", "simulate_flow",
+    # losses and the field quadrature
+    "OMEGA", "OMEGA_W", "learning_rate", "log_steps", "loss_value", "omega_grid_for", "population_loss",
+    # the fixed-norm curve, closed-form and replica theory, the paper's variables
+    "fixed_norm_curve", "LIMIT_C", "bayes_error", "gibbs_error", "hebb_error", "hebb_overlap",
+    "limit_curve", "max_stability", "replica_fixed_norm", "curve_optimum", "window_bounds",
+    # the command line
+    "main",
+]

@@ -35,10 +35,12 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 from .. import io  # noqa: E402
 from ..aggregate import expand_inputs, read_aggregate_file  # noqa: E402
-from .. import perceptron as pc  # noqa: E402
-from ..figures import save_figure, set_theme  # noqa: E402
+from ..figures import add_aggregate_arguments, estimate_label  # noqa: E402
+from ..plot_style import save_figure, set_theme  # noqa: E402
 from ..trajectory import read_trajectory  # noqa: E402
 from .settings import alpha_tag  # noqa: E402
+from .theory import LIMIT_C, limit_curve  # noqa: E402
+from .validation import gd_mean_curves, local_slope  # noqa: E402
 
 set_theme()  # the pipeline's one look
 
@@ -162,14 +164,6 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
     per_P = {int(r["P"]): r for r in fitj.get("per_P") or []}
     ok = fitj.get("status") == "ok"
     est = fitj.get("estimates") or {}
-
-    def est_txt(name):
-        e = est.get(name) or {}
-        if e.get("value") is None:
-            return "n/a"
-        ci = "" if e.get("ci_low") is None else f" [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
-        return f"{e['value']:.3f}{ci}"
-
     fig, axs = plt.subplots(2, 2, figsize=(11, 8.4))
     (a0, a1), (a2, a3) = axs
     shown = {"N": N, "alphas": [alphas[P] for P in Ps], "fit_status": fitj.get("status"),
@@ -211,7 +205,7 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
     if line and len(al):
         xs = np.geomspace(al.min(), al.max(), 50)
         a1.plot(xs, np.exp(line["intercept"] + line["slope"] * np.log(xs * N)), "k-", lw=1,
-                label=f"fit γ₂ = {est_txt('gamma2')}")
+                label=f"fit γ₂ = {estimate_label(fitj, 'gamma2')}")
     a1.set_xscale("log")
     a1.set_yscale("log")
     a1.set_xlabel("α = P/N")
@@ -232,7 +226,7 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
     if coll:
         xs = np.exp(np.linspace(*coll["x_range"], 30))
         a2.plot(xs, np.exp(coll["intercept"] + coll["slope"] * np.log(xs)), "k-", lw=2,
-                label=f"fit γ₁ = {est_txt('gamma1')}")
+                label=f"fit γ₁ = {estimate_label(fitj, 'gamma1')}")
     if window:
         a2.axvspan(window["x_left"], window["x_right"], color="0.9", zorder=0)
     a2.set_xscale("log")
@@ -257,11 +251,11 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
         if ok and lines.get("eps_opt"):
             ln = lines["eps_opt"]
             a3.plot(xs, np.exp(ln["intercept"] + ln["slope"] * np.log(xs * N)), "k-", lw=1,
-                    label=f"fit γ_meas = {est_txt('gamma_meas')}")
+                    label=f"fit γ_meas = {estimate_label(fitj, 'gamma_meas')}")
         if ok and lines.get("predicted") and lines["predicted"].get("intercept") is not None:
             ln = lines["predicted"]
             a3.plot(xs, np.exp(ln["intercept"] + ln["slope"] * np.log(xs * N)), color="tab:blue",
-                    lw=1, ls="-.", label=f"predicted γ₁γ₂ = {est_txt('gamma_pred')}")
+                    lw=1, ls="-.", label=f"predicted γ₁γ₂ = {estimate_label(fitj, 'gamma_pred')}")
     a3.set_xscale("log")
     a3.set_yscale("log")
     a3.set_xlabel("α = P/N")
@@ -324,7 +318,7 @@ def fig_paper_variables(scaling, validation, runs_in, out) -> dict:
     for df, meta in runs:
         if meta["config"].get("loss", "logistic") == "logistic":
             by_alpha.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
-    gd = pc.gd_mean_curves(by_alpha)
+    gd = gd_mean_curves(by_alpha)
     alphas = sorted(th["alpha"].unique())
     colors = dict(zip(alphas, plt.get_cmap(CMAP)(np.linspace(0, 0.9, len(alphas)))))
     fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(16, 4.8))
@@ -335,15 +329,15 @@ def fig_paper_variables(scaling, validation, runs_in, out) -> dict:
         a0.plot(s["lambda"], s["ratio"], color=colors[a], lw=1.2, label=f"α = {a:g}")
         a1.plot(s["lambda"], s["local_slope"], color=colors[a], lw=1.2)
     lam = np.geomspace(th["lambda"].min(), th["lambda"].max(), 200)
-    f = pc.limit_curve(lam)
+    f = limit_curve(lam)
     a0.plot(lam, f, "k-", lw=2, label="α → ∞ limit f(λ)")
     big = lam[lam > 1]
-    a0.plot(big, pc.LIMIT_C / np.sqrt(big), "k:", lw=1, label=f"{pc.LIMIT_C:.3f} λ^(−½)")
-    a1.plot(lam, pc.local_slope(lam, f), "k-", lw=2, label="α → ∞ limit")
+    a0.plot(big, LIMIT_C / np.sqrt(big), "k:", lw=1, label=f"{LIMIT_C:.3f} λ^(−½)")
+    a1.plot(lam, local_slope(lam, f), "k-", lw=2, label="α → ∞ limit")
     gcols = plt.get_cmap("autumn")(np.linspace(0, 0.8, max(1, len(gd))))
     for (a, (lam, e, e0)), col in zip(sorted(gd.items()), gcols):
         a0.plot(lam, e / e0, "--", color=col, lw=1, label=f"GD α = {a:g}")
-        a1.plot(lam, pc.local_slope(lam, e / e0), "--", color=col, lw=0.8)
+        a1.plot(lam, local_slope(lam, e / e0), "--", color=col, lw=0.8)
     a1.axhline(0.5, color="0.4", ls=":", lw=1)
     g1 = pv["theory"]["gamma1"]
     if g1["window"] and g1["window"][1]:
@@ -406,9 +400,7 @@ def main(argv=None) -> int:
     t.add_argument("--alpha", type=float, required=True)
     t.add_argument("--out", required=True)
     s = sub.add_parser("scaling", help="ε/ε₀ vs λ, λ_opt vs α, collapse, ε_opt vs α")
-    s.add_argument("--curves", required=True)
-    s.add_argument("--optima", required=True)
-    s.add_argument("--fit", required=True)
+    add_aggregate_arguments(s)
     s.add_argument("--reference", required=True)
     s.add_argument("--replica", required=True)
     s.add_argument("--N", type=int, required=True, help="input dimension (α = P/N)")
