@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from workflow_scripts.files import sha256_file
 from workflow_scripts import aggregate, config, io, provenance, trajectory
 from workflow_scripts.synthetic_curves import simulate_trajectories
 
@@ -77,7 +78,7 @@ def test_schema_counts_and_provenance(tmp_path, synthetic_dir):
     listed = {d["path"]: d["sha256"] for d in meta["inputs"]}
     assert len(listed) == len(files) == 13
     for f in files:
-        assert listed[str(f)] == provenance.sha256_file(f)
+        assert listed[str(f)] == sha256_file(f)
     assert meta["config"] == SETTINGS
     # per-P counts: 4 seeds each, the diverged one at P=300 excluded and counted
     assert meta["per_P"]["300"] == {"files": 5, "used": 4, "diverged": 1, "excluded_other": 0,

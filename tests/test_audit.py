@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from workflow_scripts import audit, io
-from workflow_scripts.provenance import sha256_file
+from workflow_scripts.files import sha256_file
 
 from .conftest import REPO
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from workflow_scripts.files import sha256_file
 from workflow_scripts import aggregate, auto_window, fit, io, provenance, seal, trajectory
 from workflow_scripts.fit_data import FitData, FitError, fit_data_from_frames
 from workflow_scripts.synthetic_curves import (fit_data_from_seed_curves, simulate_fit_data,
@@ -247,8 +248,8 @@ def test_cli_writes_fit_json_with_provenance(aggregate_files):
                                "estimator": "ours", "censored": "exclude",
                                "bootstrap": {"n": 200, "seed": 0, "level": 0.95}}
     ins = {d["path"]: d["sha256"] for d in res["provenance"]["inputs"]}
-    assert ins == {str(curves): provenance.sha256_file(curves),
-                   str(optima): provenance.sha256_file(optima)}
+    assert ins == {str(curves): sha256_file(curves),
+                   str(optima): sha256_file(optima)}
     assert res["provenance"]["config"] == SETTINGS
     for k in fit.ESTIMATES:
         want = {"value", "ci_low", "ci_high", "se", "n_valid"}

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from workflow_scripts.files import sha256_file
 from workflow_scripts import aggregate, audit, figures, fit, io, numbers, provenance, seal, table, trajectory
 from workflow_scripts.synthetic_curves import simulate_trajectories
 
@@ -94,7 +95,7 @@ def test_every_json_and_parquet_written_carries_a_matching_seal(made):
     assert len(files) == 9 + 2 + 1  # trajectories, curves + optima, fit.json
     for f in files:
         sha, name = seal.seal_path(f).read_text().split()
-        assert name == f.name and sha == provenance.sha256_file(f)
+        assert name == f.name and sha == sha256_file(f)
     assert seal.main(["check", str(made / "results")]) == 0
 
 

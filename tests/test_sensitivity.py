@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workflow_scripts.files import sha256_file
 from workflow_scripts import fit, provenance, sensitivity
 from tests import test_fit
 from tests.test_fit import plateau_fit_data
@@ -98,7 +99,7 @@ def test_cli_writes_table_summary_and_figure(aggregate_files, tmp_path):
     # the heat map's record: its sha256, the table it was drawn from, the overlap shares shown
     rec_path, rec = provenance.read_record(out / "s.png")
     assert rec_path == out / "s.png.json" and rec["kind"] == "figure" and rec["plot"] == "sensitivity"
-    assert rec["outputs"][0]["sha256"] == provenance.sha256_file(out / "s.png")
+    assert rec["outputs"][0]["sha256"] == sha256_file(out / "s.png")
     assert [i["path"] for i in rec["provenance"]["inputs"]] == [str(out / "s.parquet")]
     assert rec["shown"]["overlap_share"] == summary["overlap_share"]
     assert provenance.read_record(out / "s.parquet") == (out / "s.json", summary)

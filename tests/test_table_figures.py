@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from workflow_scripts.files import sha256_file
 from workflow_scripts import aggregate, figures, fit, io, provenance, table, trajectory
 from workflow_scripts.synthetic_curves import simulate_trajectories
 
@@ -71,12 +72,12 @@ def test_table_csv_md_tex_and_sidecar(fitted, tmp_path):
     assert tex.count(r"\\") == 4            # header + 3 rows
     side = io.read_json(f"{prefix}.json")
     assert {d["path"]: d["sha256"] for d in side["provenance"]["inputs"]} == \
-        {str(p): provenance.sha256_file(p) for p in fits}
+        {str(p): sha256_file(p) for p in fits}
     assert len(side["rows"]) == 3
     # the record: kind, experiment, the three renderings' sha256, every row's line as printed
     assert provenance.is_record(side) and side["kind"] == "table" and side["experiment"] == "main"
     assert {d["path"]: d["sha256"] for d in side["outputs"]} == \
-        {f"{prefix}{x}": provenance.sha256_file(f"{prefix}{x}") for x in (".csv", ".md", ".tex")}
+        {f"{prefix}{x}": sha256_file(f"{prefix}{x}") for x in (".csv", ".md", ".tex")}
     for name, text in (("table1.md", md), ("table1.tex", tex)):
         lines = text.splitlines()
         assert [e["fit"] for e in side["printed"][name]] == [r["fit"] for r in rows]
@@ -103,10 +104,10 @@ def check_png(path, min_w=500, min_h=300):
     assert arr.std() > 10          # not blank
     side = io.read_json(str(path) + ".json")
     for d in side["provenance"]["inputs"]:
-        assert d["sha256"] == provenance.sha256_file(d["path"])
+        assert d["sha256"] == sha256_file(d["path"])
     # its record: the image's own sha256 and every string drawn on it
     assert provenance.read_record(path) == (Path(f"{path}.json"), side) and side["kind"] == "figure"
-    assert side["outputs"] == [{"path": str(path), "sha256": provenance.sha256_file(path)}]
+    assert side["outputs"] == [{"path": str(path), "sha256": sha256_file(path)}]
     drawn = side["printed"][Path(path).name]
     assert drawn and all(isinstance(t, str) and t.strip() for t in drawn)
     return side

@@ -25,6 +25,7 @@ from . import io, provenance, seal
 from .audit_numbers import (UsageError, aggregate_number, figure_number, fit_number, json_pointer,
                             numbers_selection, printed_matches, read_json, read_numbers_tsv, same_number,
                             table_number)
+from .files import sha256_file
 from .provenance import IDENTITY, fit_identity, read_record
 
 SHORT = 12  # hex digits of a sha256 shown in the tree (the failures give it whole)
@@ -81,7 +82,7 @@ class Auditor:
     def sha(self, p: Path) -> str:
         p = p.resolve()
         if p not in self.hashes:
-            self.hashes[p] = provenance.sha256_file(p)
+            self.hashes[p] = sha256_file(p)
         return self.hashes[p]
 
     def fail(self, node: Node, msg: str) -> None:

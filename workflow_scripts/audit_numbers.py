@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pandas as pd
 
@@ -23,8 +23,19 @@ from . import io
 from .fit import ESTIMATES, ESTIMATORS
 from .provenance import IDENTITY
 
-if TYPE_CHECKING:  # only for annotations: the Auditor imports this module
-    from .audit_chain import Auditor
+
+class RecordReader(Protocol):
+    """What choosing a number asks of the walker (``audit_chain.Auditor``), which imports this
+    module: how to show a path, find a file, and read a record and one of its outputs."""
+
+    def show(self, p: Path) -> str: ...
+
+    def resolve(self, recorded: str) -> Path: ...
+
+    def record_of(self, path: Path) -> tuple[Path, dict]: ...
+
+    def output_of(self, rec: dict, suffix: str) -> Path: ...
+
 
 PER_P = ("eps_opt", "lambda_opt", "lambda_star_geomean", "n_seeds", "n_window_points")
 FIELDS = ("ci_low", "ci_high", "se", "value")
@@ -162,7 +173,7 @@ class Number:
     follow: set | None = None
 
 
-def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+def table_number(aud: RecordReader, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
     """One exponent of one table row: the CSV at full precision and the JSON rows exactly, the
     Markdown and LaTeX cells (as the record says they were printed; ``check_record`` checks that
     the files still print those lines) within the rounding."""
@@ -225,7 +236,7 @@ def table_number(aud: Auditor, path: Path, row: str | None, number: str) -> tupl
     return Number(f"{col} of {label}", printed, fit_path, where, want, {fit_path.resolve()}), problems
 
 
-def figure_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+def figure_number(aud: RecordReader, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
     side, meta = aud.record_of(path)
     panels = meta.get("panels")
     if not panels:
@@ -272,14 +283,14 @@ def figure_number(aud: Auditor, path: Path, row: str | None, number: str) -> tup
                   want, {source.resolve()}), problems
 
 
-def fit_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+def fit_number(aud: RecordReader, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
     """A number of a fit.json as it stands (a fit is one row: ``row`` is not read)."""
     q, fld, P = parse_number(number)
     want, where = fit_value(read_json(path), q, fld, P, aud.show(path))
     return Number(number, [(aud.show(path), want)], path, where, want), []
 
 
-def aggregate_number(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+def aggregate_number(aud: RecordReader, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
     """λ*, ε*, step* of one seed, recomputed from its trajectory."""
     from .aggregate import reduce_trajectory
     from .trajectory import read_trajectory
@@ -314,7 +325,7 @@ def aggregate_number(aud: Auditor, path: Path, row: str | None, number: str) -> 
                   f"recomputed from the trajectory ({meta['group']['measure']})", want), problems
 
 
-def numbers_selection(aud: Auditor, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
+def numbers_selection(aud: RecordReader, path: Path, row: str | None, number: str) -> tuple[Number, list[str]]:
     """A macro of the numbers file (or its key) with its TSV row; the walk checks the row against its
     source (``Auditor._numbers``), so no problems are found here. ``row`` is not read."""
     side, rec = aud.record_of(path)

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_path, read_json, write_json
-from .provenance import provenance, record, sha256_file
+from .files import sha256_file
+from .provenance import provenance, record
 
 # Sizes of the official splits (digits/teacher: our fixed splits, see _digits/_teacher).
 DATASET_SIZES = {

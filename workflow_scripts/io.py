@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,27 +17,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import seal
+from .files import sha256_file, temporary_beside
 
 METADATA_KEY = b"scaling_dynamics"
-
-
-def _temporary(path: Path, suffix: str) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    return tmp
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "", sealed: bool = False):
     """Yield a temporary path next to ``path``; on success move it over ``path``. With ``sealed``,
     also write its seal ``<path>.sha256``, renamed after the data (see ``seal.py``)."""
-    from .provenance import sha256_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path, suffix)
+    tmp = temporary_beside(path, suffix)
     sidecar = seal.seal_path(path)
-    sidecar_tmp = _temporary(sidecar, "") if sealed else None
+    sidecar_tmp = temporary_beside(sidecar) if sealed else None
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from . import io, provenance
+from .files import sha256_file
 from .provenance import fit_identity
 
 COLUMNS = ("key", "macro", "value", "text", "experiment", "arch", "dataset", "measure", "quantity",
@@ -94,7 +95,7 @@ def rows_for_fit(path: Path, digits: int, shown_path: str | None = None) -> list
     fit = io.read_json(path)
     src = shown_path or str(path)
     ident = fit_identity(fit)
-    sha = provenance.sha256_file(path)
+    sha = sha256_file(path)
     status = str(fit.get("status"))
     pub = PUBLISHED.get((ident["arch"], ident["dataset"]), {})
     base = {**ident, "status": status, "source": src, "source_sha256": sha}

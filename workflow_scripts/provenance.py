@@ -16,7 +16,8 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from . import PACKAGE_DIR, REPO_ROOT
+from . import PACKAGE_DIR, REPO_ROOT, io
+from .files import sha256_file
 
 TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn",
                     "statsmodels", "matplotlib", "seaborn", "snakemake")
@@ -64,8 +65,6 @@ def record_candidates(path) -> list[Path]:
 def read_record(path) -> tuple[Path, dict] | tuple[None, None]:
     """The record describing ``path`` and the file holding it: the record in the file itself (a JSON
     record, a Parquet footer), else the sidecar beside it whose ``outputs`` list it."""
-    from . import io
-
     path = Path(path)
     for cand in record_candidates(path):
         if not cand.is_file():
@@ -94,14 +93,6 @@ def fit_identity(fit: dict) -> dict:
     if fit.get("experiment"):
         ident["experiment"] = str(fit["experiment"])
     return ident
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def canonical_json(obj) -> str:

@@ -63,6 +63,7 @@ import pandas as pd
 from numpy.lib import format as npy_format
 
 from . import io, provenance, seal
+from .files import sha256_file
 from .aggregate import CURVE_COLUMNS, OPTIMA_COLUMNS, SCHEMA
 
 ARCHS = {"CNN": "cnn", "ResNet": "resnet", "ViT": "vit"}
@@ -378,7 +379,7 @@ def convert(table: str, arch: str, dataset: str, path: Path) -> tuple[list, dict
     t = TABLES[table]
     d = read_npy_dict(path)
     arrays = check_layout(d, t, path)
-    sha = provenance.sha256_file(path)
+    sha = sha256_file(path)
     n_seeds = len(np.asarray(d["seed_arr"]).ravel()) if "seed_arr" in d else None
     sets, entries = [], []
     for index, (experiment, measure) in enumerate(t.curve_sets()):

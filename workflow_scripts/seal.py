@@ -18,9 +18,12 @@ file's modification time older than its consumers'; the seal does. Entry points 
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
+
+from .files import sha256_file, temporary_beside
 
 SUFFIX = ".sha256"
 SEALED_SUFFIXES = (".json", ".parquet")  # what io writes; every such pipeline output has a seal
@@ -67,8 +70,6 @@ def sealed_sha256(path) -> str:
 def verify(path) -> str:
     """Check ``path`` against its seal before anything parses it; return its sha256.
     FileNotFoundError if ``path`` does not exist, RefusedFile if the seal is missing or differs."""
-    from .provenance import sha256_file
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -112,13 +113,14 @@ sys.excepthook = _print_refusal
 
 def write_seal(path) -> str:
     """Seal an existing file (one made outside the pipeline that you vouch for); return its sha256."""
-    from .io import atomic_path
-    from .provenance import sha256_file
-
     path = Path(path)
     sha = sha256_file(path)
-    with atomic_path(seal_path(path)) as tmp:
-        tmp.write_text(seal_text(sha, path))
+    tmp = temporary_beside(seal_path(path))
+    try:
+        Path(tmp).write_text(seal_text(sha, path))
+        os.replace(tmp, seal_path(path))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return sha
 
 

@@ -89,7 +89,7 @@ chapters 2-4)
 
 Modules, along the seams of the model: ``settings`` (the config block, job sizes), ``simulation``
 (teacher, inputs, GD), ``flow`` (K₀ GD steps, then BDF on the gradient flow: GD's path at a
-fraction of its cost), ``losses`` (losses and the field quadrature), ``fixed_norm``, ``theory``,
+fraction of its cost), ``cells`` (a cell's trajectory file: config, integrator, footer), ``losses`` (losses and the field quadrature), ``fixed_norm``, ``theory``,
 ``validation`` (the paper's variables and validation.json), ``figures``, ``cli``.
 CLI: ``python -m workflow_scripts.perceptron {train,fixed-norm,theory,theory-scaling,validate} --help``;
 figures: ``python -m workflow_scripts.perceptron.figures --help``.
@@ -97,13 +97,14 @@ figures: ``python -m workflow_scripts.perceptron.figures --help``.
 # The package exports what its callers use: the rules (job settings), the benches, the tests and
 # the command line. Everything else, private helpers included, is imported from its module
 # (``from workflow_scripts.perceptron.theory import _prox_shift``), so each name has one home.
+from .cells import train
 from .cli import main
 from .fixed_norm import fixed_norm_curve
 from .flow import FLOW_DEFAULTS, flow_settings, simulate_flow
 from .losses import OMEGA, OMEGA_W, learning_rate, log_steps, loss_value, omega_grid_for, population_loss
 from .settings import (LOSS_NAMES, RUNTIME_S_PER_ENTRY, alpha_tag, check_config, memory_mb, n_examples,
                        run_settings, runtime_minutes, scaling_theory_alphas)
-from .simulation import data_spec, dataset_sha256, make_inputs, make_teacher, signed_inputs, simulate, train
+from .simulation import data_spec, dataset_sha256, make_inputs, make_teacher, signed_inputs, simulate
 from .theory import (LIMIT_C, bayes_error, gibbs_error, hebb_error, hebb_overlap, limit_curve,
                      max_stability, replica_fixed_norm)
 from .validation import curve_optimum, window_bounds

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from .. import io, provenance
+from .cells import train
 from .fixed_norm import fixed_norm_curve, lambda_grid
 from .settings import DTYPES, INPUTS, INTEGRATORS, LOSS_NAMES, n_examples
-from .simulation import data_spec, dataset_sha256, train
+from .simulation import data_spec, dataset_sha256
 from .theory import reference_curves, replica_fixed_norm
 from .validation import theory_scaling, validate
 

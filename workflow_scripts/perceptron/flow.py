@@ -24,6 +24,7 @@ from scipy.integrate import solve_ivp
 
 from .losses import learning_rate, log_steps, loss_neg_derivative, loss_second_derivative
 from .settings import n_examples
+from .simulation import ROW_COLUMNS, checked_run_arguments, gd_stack, log_row, signed_inputs
 
 HESSIAN_ROW_FLOOR = 1e-13  # rows with ℓ'' below this add nothing a relative 1e-6 solve can see
 HESSIAN_CHUNK_ROWS = 4096  # rows per block of AᵀDA: bounded memory at P = 5·10⁴, N = 1000
@@ -58,8 +59,6 @@ def simulate_flow(N: int, alpha: float, seeds, steps: int, *, flow: dict | None 
     of GD's logging grid (``log_steps(steps, n_log)``) up to the end, plus the last whole
     equivalent step before a terminal event. Raises RuntimeError with the solver's message if
     BDF fails (never a silently truncated curve)."""
-    from .simulation import _ROW_COLUMNS, _gd_stack, _log_row, checked_run_arguments, signed_inputs
-
     seeds = checked_run_arguments(loss, inputs, seeds)
     fs = flow_settings(flow)
     P = n_examples(N, alpha)
@@ -71,14 +70,14 @@ def simulate_flow(N: int, alpha: float, seeds, steps: int, *, flow: dict | None 
     for seed in seeds:  # one seed at a time: each has its own adaptive steps
         t_start = time.perf_counter()
         if k0 > 0:
-            (gd_rows, gd_info), = _gd_stack(N, P, alpha, [seed], k0, loss, inputs, lr,
+            (gd_rows, gd_info), = gd_stack(N, P, alpha, [seed], k0, loss, inputs, lr,
                                             at[at <= k0]).values()
             if gd_info["status"] != "completed":
                 raise RuntimeError(f"GD diverged at step {gd_info['diverged_step']} of the first "
                                    f"k0 = {k0} (N={N}, alpha={alpha}, seed={seed})")
             w0 = gd_info["w"]
         else:
-            gd_rows, w0 = pd.DataFrame(columns=list(_ROW_COLUMNS)), np.zeros(N)
+            gd_rows, w0 = pd.DataFrame(columns=list(ROW_COLUMNS)), np.zeros(N)
         A, T = signed_inputs(N, P, seed, inputs)
         tnorm = float(np.linalg.norm(T))
         counts = {"gradients": 0, "hessians": 0}
@@ -134,8 +133,8 @@ def simulate_flow(N: int, alpha: float, seeds, steps: int, *, flow: dict | None 
                 for j, k in enumerate(ks):
                     w = W[:, j]
                     i = min(bisect.bisect_left(clock["t"], k * lr), len(clock["t"]) - 1)
-                    rows.append(_log_row(k, clock["wall"][i], w, T, tnorm, A @ w, N, loss))
-        df = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
+                    rows.append(log_row(k, clock["wall"][i], w, T, tnorm, A @ w, N, loss))
+        df = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
         df["step"] = df["step"].astype("int64")
         info["integrator"] = {
             "name": "gd_then_flow", **fs, "method": "scipy.integrate.solve_ivp BDF",

@@ -4,13 +4,10 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import provenance
-from ..trajectory import write_trajectory
 from .losses import (
     error_from_overlap,
     learning_rate,
@@ -19,8 +16,7 @@ from .losses import (
     loss_value,
     population_loss,
 )
-from .flow import flow_settings, simulate_flow
-from .settings import (DATA_SPEC_VERSION, DATA_STREAM, DTYPES, INPUTS, INTEGRATORS, LOSS_NAMES,
+from .settings import (DATA_SPEC_VERSION, DATA_STREAM, DTYPES, INPUTS, LOSS_NAMES,
                        TEACHER_STREAM, n_examples)
 
 
@@ -112,11 +108,11 @@ def simulate(N: int, alpha: float, seeds, steps: int, *, loss: str = "logistic",
     out = {}
     for i in range(0, len(seeds), stack):
         chunk = seeds[i:i + stack]
-        out.update(_gd_stack(N, P, alpha, chunk, steps, loss, inputs, lr, at, dtype))
+        out.update(gd_stack(N, P, alpha, chunk, steps, loss, inputs, lr, at, dtype))
     return out
 
 
-def _gd_stack(N, P, alpha, seeds, steps, loss, inputs, lr, at, dtype="float64") -> dict:
+def gd_stack(N, P, alpha, seeds, steps, loss, inputs, lr, at, dtype="float64") -> dict:
     S = len(seeds)
     A = np.empty((S, P, N), dtype=dtype)
     T = np.empty((S, N))
@@ -148,13 +144,13 @@ def _gd_stack(N, P, alpha, seeds, steps, loss, inputs, lr, at, dtype="float64") 
                     alive[j] = False
                     diverged[j] = k
                     continue
-                rows[j].append(_log_row(k, gd_time, w[j], T[j], tnorm[j], D[j], N, loss))
+                rows[j].append(log_row(k, gd_time, w[j], T[j], tnorm[j], D[j], N, loss))
             if not alive.any():
                 break
             t0 = time.perf_counter()
     out = {}
     for j, seed in enumerate(seeds):
-        df = pd.DataFrame(rows[j], columns=list(_ROW_COLUMNS))
+        df = pd.DataFrame(rows[j], columns=list(ROW_COLUMNS))
         df["step"] = df["step"].astype("int64")
         out[seed] = (df, {"status": "diverged" if diverged[j] is not None else "completed",
                           "diverged_step": diverged[j], "lr": lr, "P": P, "stacked_seeds": seeds,
@@ -162,80 +158,14 @@ def _gd_stack(N, P, alpha, seeds, steps, loss, inputs, lr, at, dtype="float64") 
     return out
 
 
-_ROW_COLUMNS = ("step", "epoch", "wall_time", "train_error", "train_loss", "val_error", "val_loss",
+ROW_COLUMNS = ("step", "epoch", "wall_time", "train_error", "train_loss", "val_error", "val_loss",
                 "test_error", "test_loss", "lambda", "overlap")
 
 
-def _log_row(k, wall, w, T, tnorm, D, N, loss):
+def log_row(k, wall, w, T, tnorm, D, N, loss):
     wn = float(np.linalg.norm(w))
     lam = wn / math.sqrt(N)
     R = float(w @ T) / (wn * tnorm) if wn > 0 else math.nan
     return (k, float(k), wall, float(np.mean(D <= 0)), float(np.mean(loss_value(loss, D))),
             math.nan, math.nan, float(error_from_overlap(R)), population_loss(loss, lam, R),
             lam, R)
-
-
-def cell_config(N: int, alpha: float, seed: int, *, steps: int, loss: str, inputs: str,
-                lr_scale: float, n_log: int, experiment: str = "perceptron",
-                dtype: str = "float64", integrator: str = "gd", flow: dict | None = None) -> dict:
-    """The cell's config (hashed into config_hash); the flow settings only with gd_then_flow."""
-    P = n_examples(N, alpha)
-    cfg = {"experiment": experiment, "arch": "perceptron", "dataset": f"teacher_N{N}",
-           "P": P, "seed": int(seed), "N": int(N), "alpha": float(alpha), "inputs": inputs,
-           "loss": loss, "steps": int(steps), "lr": learning_rate(alpha, lr_scale),
-           "lr_scale": float(lr_scale), "n_log": int(n_log), "optimizer": "full-batch GD",
-           "init": "w = 0", "teacher": "gaussian", "dtype": dtype, "integrator": integrator}
-    if integrator == "gd_then_flow":
-        cfg["flow"] = flow_settings(flow)
-    return cfg
-
-
-def cell_id(cfg: dict) -> str:
-    return f"{cfg['experiment']}/{cfg['arch']}/{cfg['dataset']}/P{cfg['P']}/seed{cfg['seed']}"
-
-
-_NOTES = {
-    "gd": "step 0 (w = 0, overlap undefined) is not logged; step 1 is the Hebb vector; wall_time is "
-          "shared by the stacked seeds; test_loss is the exact Gaussian-input population loss",
-    "gd_then_flow": "step 0 (w = 0, overlap undefined) is not logged; steps up to flow.k0 are exact "
-                    "GD (step 1 the Hebb vector if k0 >= 1), later rows the BDF gradient flow at "
-                    "t = step * lr (the equivalent GD step); wall_time counts from the seed's "
-                    "start, data generation included; test_loss is the exact Gaussian-input "
-                    "population loss"}
-
-
-def train(N: int, alpha: float, seeds, out_dir, *, steps: int, loss: str = "logistic",
-          inputs: str = "gaussian", lr_scale: float = 1.0, n_log: int = 100,
-          experiment: str = "perceptron", max_batch_mb: float = 1024.0,
-          dtype: str = "float64", integrator: str = "gd", flow: dict | None = None) -> list[Path]:
-    """Simulate and write out_dir/seed{seed}.parquet per seed (trajectory contract).
-
-    ``integrator`` "gd": fixed-step GD (``simulate``); "gd_then_flow": flow.k0 GD steps, then BDF
-    on the gradient flow (``flow.simulate_flow``; float64 only), its settings and counts of
-    gradients and Hessians in the footer's ``integrator``."""
-    if integrator == "gd":
-        results = simulate(N, alpha, seeds, steps, loss=loss, inputs=inputs, lr_scale=lr_scale,
-                           n_log=n_log, max_batch_mb=max_batch_mb, dtype=dtype)
-    elif integrator == "gd_then_flow":
-        if dtype != "float64":
-            raise ValueError(f"integrator gd_then_flow runs in float64, got dtype={dtype!r}")
-        results = simulate_flow(N, alpha, seeds, steps, flow=flow, loss=loss, inputs=inputs,
-                                lr_scale=lr_scale, n_log=n_log)
-    else:
-        raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
-    paths = []
-    for seed, (df, info) in results.items():
-        cfg = cell_config(N, alpha, seed, steps=steps, loss=loss, inputs=inputs,
-                          lr_scale=lr_scale, n_log=n_log, experiment=experiment, dtype=dtype,
-                          integrator=integrator, flow=flow)
-        extra = {"integrator": info["integrator"]} if "integrator" in info else {}
-        spec = data_spec(N, cfg["P"], seed, inputs)
-        meta = provenance.provenance(
-            config=cfg, cell_id=cell_id(cfg), status=info["status"],
-            diverged_step=info["diverged_step"], dataset_sha256=dataset_sha256(spec),
-            dataset_spec=spec, stacked_seeds=info["stacked_seeds"], **extra,
-            notes=_NOTES[integrator])
-        path = Path(out_dir) / f"seed{seed}.parquet"
-        write_trajectory(df, meta, path)
-        paths.append(path)
-    return paths
