@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from workflow_scripts.files import sha256_file
-from workflow_scripts import aggregate, auto_window, fit, io, provenance, seal, trajectory
+from workflow_scripts import aggregate, auto_window, fit, io, seal, trajectory
 from workflow_scripts.fit_data import FitData, FitError, fit_data_from_frames
 from workflow_scripts.synthetic_curves import (fit_data_from_seed_curves, simulate_fit_data,
                                               simulate_trajectories, synthetic_shape)

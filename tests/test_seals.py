@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from workflow_scripts.files import sha256_file
-from workflow_scripts import aggregate, audit, figures, fit, io, numbers, provenance, seal, table, trajectory
+from workflow_scripts import aggregate, audit, figures, fit, io, numbers, seal, table, trajectory
 from workflow_scripts.synthetic_curves import simulate_trajectories
 
 from .conftest import REPO

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from .. import provenance
 from .losses import (
     error_from_overlap,
     learning_rate,
