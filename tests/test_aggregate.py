@@ -256,3 +256,13 @@ def test_property_aggregate_never_crashes(cells, grid_points, min_seeds):
     assert np.all((vals[np.isfinite(vals)] >= 0) & (vals[np.isfinite(vals)] <= 1))
     mean_rows = curves[curves["kind"] == "mean"]
     assert (mean_rows["masked"] == (mean_rows["n_seeds"] < min_seeds)).all()
+
+
+@pytest.mark.parametrize("key", ["status", "cell_id", "config"])
+def test_a_footer_without_status_cell_or_config_is_refused(key):
+    """No default stands in for a missing status (it was 'completed'): the reduction says what lacks."""
+    df, meta = make_traj(100, 0, [1.0, 2.0, 3.0], [0.5, 0.3, 0.4], status="diverged")
+    assert aggregate.reduce_trajectory(df, meta, "spectral_complexity").status == "diverged"
+    del meta[key]
+    with pytest.raises(ValueError, match=f"lacks '{key}'"):
+        aggregate.reduce_trajectory(df, meta, "spectral_complexity", "t.parquet")

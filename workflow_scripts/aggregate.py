@@ -176,7 +176,10 @@ def increasing_envelope(log_lam: np.ndarray) -> np.ndarray:
 
 def reduce_trajectory(df: pd.DataFrame, meta: dict, measure: str, path: str = "") -> SeedCurve:
     """Reduce one trajectory (DataFrame + footer) to a SeedCurve; never raises on bad values."""
-    cfg = meta.get("config", {})
+    for key in ("config", "status", "cell_id"):  # no default: a footer without them is no trajectory
+        if key not in meta:
+            raise ValueError(f"{path}: trajectory footer lacks {key!r}")
+    cfg = meta["config"]
     for key in ("P", "seed"):
         if key not in cfg:
             raise ValueError(f"{path}: trajectory config lacks {key!r}")
@@ -185,7 +188,7 @@ def reduce_trajectory(df: pd.DataFrame, meta: dict, measure: str, path: str = ""
                          f"(columns: {', '.join(map(str, df.columns))})")
     return reduce_arrays(df[measure].to_numpy(dtype=float), df["test_error"].to_numpy(dtype=float),
                          df["step"].to_numpy(), P=int(cfg["P"]), seed=int(cfg["seed"]),
-                         status=meta.get("status", "completed"), cell_id=str(meta.get("cell_id", "")),
+                         status=meta["status"], cell_id=str(meta["cell_id"]),
                          path=str(path))
 
 

@@ -33,7 +33,7 @@ from .provenance import fit_identity
 COLUMNS = ("key", "macro", "value", "text", "experiment", "arch", "dataset", "measure", "quantity",
            "field", "status", "paper", "source", "source_sha256", "pointer")
 # (fit.json estimate, macro stem); the order is the TSV's
-ESTIMATES = (("gamma1", "gammaOne"), ("gamma2", "gammaTwo"), ("gamma_pred", "gammaPred"),
+MACRO_STEMS = (("gamma1", "gammaOne"), ("gamma2", "gammaTwo"), ("gamma_pred", "gammaPred"),
              ("gamma_meas", "gammaMeas"), ("gamma_pred_minus_meas", "gammaDiff"), ("k1", "kOne"),
              ("k2", "kTwo"))
 FIELDS = (("value", ""), ("ci_low", "Low"), ("ci_high", "High"), ("se", "Se"))
@@ -109,7 +109,7 @@ def rows_for_fit(path: Path, digits: int, shown_path: str | None = None) -> list
                     else repr(value)})
 
     est = fit.get("estimates") or {}
-    for q, stem in ESTIMATES:
+    for q, stem in MACRO_STEMS:
         kind = "sig" if q.startswith("k") else "fixed"
         for fld, suffix in FIELDS:
             v = (est.get(q) or {}).get(fld)

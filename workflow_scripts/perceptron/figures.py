@@ -316,7 +316,7 @@ def fig_paper_variables(scaling, validation, runs_in, out) -> dict:
     runs, files = load_runs(runs_in)
     by_alpha = {}
     for df, meta in runs:
-        if meta["config"].get("loss", "logistic") == "logistic":
+        if meta["config"]["loss"] == "logistic":
             by_alpha.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
     gd = gd_mean_curves(by_alpha)
     alphas = sorted(th["alpha"].unique())

@@ -264,7 +264,7 @@ def validate(trajectories, *, fit_path=None, fixed_norm=(), replica=None, alpha_
     by_alpha: dict[float, list] = {}
     for f in files:
         df, meta = read_trajectory(f)
-        if meta["config"].get("loss", "logistic") == "logistic":
+        if meta["config"]["loss"] == "logistic":
             by_alpha.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
     # minimum test error over training at α = alpha_check against the Bayes-optimal error
     check = {"alpha": alpha_check, "applicable": False, "pass": None, "tolerance": tolerance,
@@ -409,7 +409,7 @@ def _paper_variable_checks(scaling, st: dict, by_alpha: dict, extra_files) -> di
     runs = {a: list(r) for a, r in by_alpha.items()}
     for f in extra_files:
         df, meta = read_trajectory(f)
-        if meta["config"].get("loss", "logistic") == "logistic":
+        if meta["config"]["loss"] == "logistic":
             runs.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
     fallback = {r["alpha"]: r["lambda_opt"] for r in theory["per_alpha"] if r["lambda_opt"] is not None}
     gd = (gd_paper_variables(runs, st["gd_window"], st["gd_gamma2_alphas"], fallback)
