@@ -34,8 +34,8 @@ COLUMNS = ("key", "macro", "value", "text", "experiment", "arch", "dataset", "me
            "field", "status", "paper", "source", "source_sha256", "pointer")
 # (fit.json estimate, macro stem); the order is the TSV's
 MACRO_STEMS = (("gamma1", "gammaOne"), ("gamma2", "gammaTwo"), ("gamma_pred", "gammaPred"),
-             ("gamma_meas", "gammaMeas"), ("gamma_pred_minus_meas", "gammaDiff"), ("k1", "kOne"),
-             ("k2", "kTwo"))
+               ("gamma_meas", "gammaMeas"), ("gamma_pred_minus_meas", "gammaDiff"), ("k1", "kOne"),
+               ("k2", "kTwo"))
 FIELDS = (("value", ""), ("ci_low", "Low"), ("ci_high", "High"), ("se", "Se"))
 DEFAULT_MEASURES = ("spectral_complexity", "lambda")
 DEFAULT_EXPERIMENT = "main"
