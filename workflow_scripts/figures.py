@@ -191,16 +191,18 @@ def draw_curves(ax, panel: Panel, fig=None, legend=True) -> dict:
     return {"per_P": shown}
 
 
-def draw_collapse(ax, panel: Panel, fig=None) -> dict:
-    """ε/ε_opt against λ/λ_opt per P (log-log), the γ₁ window shaded and the fitted law drawn."""
+def draw_collapse(ax, panel: Panel, fig=None, label=None) -> dict:
+    """ε/ε_opt against λ/λ_opt per P (log-log), the γ₁ window shaded and the fitted law drawn.
+    ``label``: P -> the curve's legend entry ("P = 500" by default; the perceptron names α)."""
     cmap, norm = plt.get_cmap(CMAP), panel.norm()
+    label = label or (lambda P: f"P = {P}")
     shown, xs = {}, []
     for P in panel.Ps:
         lam, err, _ = panel.curve(P)
         lo, eo = panel.optimum(P)
         if len(lam) == 0 or not math.isfinite(lo) or eo <= 0:
             continue
-        ax.plot(lam / lo, err / eo, color=cmap(norm(P)), lw=1.2, alpha=0.9, label=f"P = {P}")
+        ax.plot(lam / lo, err / eo, color=cmap(norm(P)), lw=1.2, alpha=0.9, label=label(P))
         shown[str(P)] = {"lambda_opt": lo, "eps_opt": eo}
         xs.append(lam / lo)
     _log_or_note(ax, bool(shown))
@@ -229,8 +231,9 @@ def draw_collapse(ax, panel: Panel, fig=None) -> dict:
     ax.grid(True, which="major", alpha=0.3)
     if fig is not None:
         _colorbar(fig, ax, panel)
+        per_P = {label(int(P)) for P in shown}  # the colour bar names the curves
         ax.legend(fontsize=6, frameon=False, loc="upper right",
-                  handles=[h for h, lab in zip(*ax.get_legend_handles_labels()) if not lab.startswith("P =")])
+                  handles=[h for h, lab in zip(*ax.get_legend_handles_labels()) if lab not in per_P])
     else:
         ax.legend(fontsize=7, ncol=2, frameon=False)
     return out

@@ -49,14 +49,15 @@ def _plain(v, _pos=None) -> str:
 
 
 def tidy_log_axes(fig) -> None:
-    """Plain numbers (0.1, 2, 5000) on log axes; minor labels (2, 5 ×10^k) only on short axes."""
+    """Plain numbers (0.1, 2, 5000) on log axes; minor labels (2, 5 ×10^k) only on short axes.
+    Secondary axes (``ax.secondary_xaxis`` on a log axis: scale "functionlog") get the same."""
     import numpy as np
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    for ax in fig.axes:
+    for ax in [a for parent in fig.axes for a in (parent, *parent.child_axes)]:
         for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
                                  (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
-            if scale != "log" or not all(np.isfinite(lim)) or min(lim) <= 0:
+            if scale not in ("log", "functionlog") or not all(np.isfinite(lim)) or min(lim) <= 0:
                 continue
             axis.set_major_formatter(FuncFormatter(_plain))
             decades = abs(math.log10(lim[1] / lim[0]))
