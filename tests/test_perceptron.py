@@ -306,6 +306,32 @@ def test_pipeline_pieces_end_to_end(tmp_path):
     assert t["n_seeds"] == 3 and t["reference"]["bayes"] == pytest.approx(pc.bayes_error(5.0))
     s = io.read_json(str(outs["square"]) + ".json")["shown"]
     assert s["square"]["final_lambda"] < s["logistic"]["final_lambda"]   # λ saturates
+    # the scaling figure's (b)-(d) are the deep nets' panels, on fit.json's optima and exponents
+    side = io.read_json(str(outs["scaling"]) + ".json")
+    sc, fj = side["shown"], io.read_json(f)
+    per_P = {str(r["P"]): r for r in fj["per_P"] if r.get("lambda_opt")}
+    assert set(per_P) == {str(a * N) for a in alphas}
+    assert set(sc["collapse"]["per_P"]) == set(per_P)
+    for P, r in per_P.items():
+        assert sc["collapse"]["per_P"][P] == {"lambda_opt": r["lambda_opt"], "eps_opt": r["eps_opt"]}
+        assert sc["scaling"]["lambda_opt"][P] == r["lambda_opt"]
+        assert sc["scaling"]["eps_opt"][P] == r["eps_opt"]
+    for k in ("gamma2", "gamma_meas", "gamma_pred"):
+        assert sc["scaling"][k][0] == fj["estimates"][k]["value"]
+    assert sc["collapse"]["fit"]["gamma1"][0] == fj["estimates"]["gamma1"]["value"]
+    assert sc["collapse"]["fit"]["window"] == pytest.approx([0.2, 0.8])
+    # the keys the sidecar kept, in α = P/N
+    assert sc["N"] == N and sc["alphas"] == [float(a) for a in alphas] and sc["fit_status"] == "ok"
+    assert sc["lambda_opt"]["alpha"] == [float(a) for a in alphas]
+    assert sc["lambda_opt"]["lambda_opt"] == [per_P[str(a * N)]["lambda_opt"] for a in alphas]
+    assert sc["eps_opt"]["eps_opt"] == [per_P[str(a * N)]["eps_opt"] for a in alphas]
+    assert set(sc["curves"]) == set(per_P) and sc["lambda_opt"]["replica"]
+    bayes = sc["eps_opt"]["bayes"]
+    assert bayes["bayes"] == pytest.approx([pc.bayes_error(a) for a in bayes["alpha"]], rel=1e-6)
+    printed = side["printed"]["s.png"]
+    assert printed.count("training-set size P (examples)") == 2 and printed.count("α = P/N") == 2
+    assert {"replica λ_opt (fixed norm, N→∞)", "Bayes-optimal", "0.442/α", "fit window"} <= set(printed)
+    assert {"α = 2", "α = 3", "α = 5"} <= set(printed)
 
 
 @pytest.mark.parametrize("module", ["perceptron", "perceptron.figures"])

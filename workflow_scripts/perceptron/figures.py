@@ -9,9 +9,11 @@ audited back to its data.
                  fixed-norm curve (finite-N minimiser and replica theory), with the Hebb, Bayes and
                  maximal-stability errors as lines.
     scaling      (a) ε/ε₀ against λ for every α (ε₀: the error at step 1, the Hebb rule);
-                 (b) λ_opt against α with the fitted γ₂; (c) the collapse ε/ε_opt against
-                 λ/λ_opt with the fitted γ₁ in its window; (d) ε_opt against α with the measured
-                 and the predicted (γ₁γ₂) slopes and the Bayes-optimal curve.
+                 (b)-(d) the deep nets' panels (``figures.draw_scaling``, ``draw_collapse``):
+                 (b) λ_opt against P = αN (α on top) with the fitted γ₂ and the replica λ_opt;
+                 (c) the collapse ε/ε_opt against λ/λ_opt with the fitted γ₁ in its window;
+                 (d) ε_opt against P with the measured and the predicted (γ₁γ₂) slopes, the
+                 Bayes-optimal curve and its 0.442/α tail.
     square-loss  the counterexample: GD on the square loss against the logistic loss at one α,
                  ε(λ) and λ against the step (λ saturates: no power-law branch).
     paper-variables  the laws where they hold: (a) replica ε/ε_Hebb against absolute λ at many α
@@ -35,7 +37,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 from .. import io  # noqa: E402
 from ..aggregate import expand_inputs, read_aggregate_file  # noqa: E402
-from ..figures import add_aggregate_arguments, estimate_label  # noqa: E402
+from ..figures import Panel, add_aggregate_arguments, draw_collapse, draw_scaling  # noqa: E402
 from ..plot_style import save_figure, set_theme  # noqa: E402
 from ..trajectory import read_trajectory  # noqa: E402
 from .settings import alpha_tag  # noqa: E402
@@ -91,9 +93,9 @@ def _hlines(ax, ref: dict, keys=("hebb", "bayes", "max_stability")):
         ax.axhline(ref[k], color=color, ls=ls, lw=1.2, label=f"{label} {ref[k]:.4f}")
 
 
-def _save(fig, out, inputs, shown, plot):
+def _save(fig, out, inputs, shown, plot, tidy=False):
     save_figure(fig, out, plot, "perceptron", [str(p) for p in inputs], "perceptron_figures",
-                tidy=False, shown=shown)
+                tidy=tidy, shown=shown)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,8 +152,12 @@ def fig_trajectory(runs_in, fixed_norm, reference, replica, alpha: float, out) -
 
 # ----------------------------------------------------------------------------------------------
 def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
+    """Panels (b)–(d) are the deep nets' (``figures.draw_scaling``, ``figures.draw_collapse``: the
+    same optima, bootstrap bars, censored open markers, fit lines and window), on the P axis with
+    α = P/N on top; only the perceptron's own curves are laid over them (replica λ_opt, Bayes)."""
+    panel = Panel(curves, optima, fit)
     cdf, _ = read_aggregate_file(curves)
-    fitj = io.read_json(fit)
+    fitj = panel.fit
     ref_df, _ = io.read_parquet(reference)
     rep, _ = io.read_parquet(replica)
     rep = rep[rep["converged"]]
@@ -160,9 +166,7 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
     if not Ps:
         raise ValueError(f"{curves}: no unmasked mean curve")
     alphas = {P: P / N for P in Ps}
-    colors = plt.get_cmap(CMAP)(np.linspace(0, 0.9, len(Ps)))
-    per_P = {int(r["P"]): r for r in fitj.get("per_P") or []}
-    ok = fitj.get("status") == "ok"
+    cmap, norm = plt.get_cmap(CMAP), panel.norm()  # the collapse's colours, so (a) and (c) agree
     est = fitj.get("estimates") or {}
     fig, axs = plt.subplots(2, 2, figsize=(11, 8.4))
     (a0, a1), (a2, a3) = axs
@@ -170,7 +174,8 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
              "fit_reason": fitj.get("reason"), "estimates": {k: est.get(k) for k in
              ("gamma1", "gamma2", "gamma_meas", "gamma_pred", "k1", "k2")}, "curves": {}}
     # (a) ε/ε₀ against λ
-    for P, col in zip(Ps, colors):
+    for P in Ps:
+        col = cmap(norm(P))
         m = mean[mean["P"] == P].sort_values("lambda")
         e0 = float(m["test_error"].iloc[0])
         a0.plot(m["lambda"], m["test_error"] / e0, color=col, lw=1.4, label=f"α = {alphas[P]:g}")
@@ -186,87 +191,47 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
     a0.set_ylabel("ε/ε₀ (ε₀: error at step 1, Hebb)")
     a0.set_title("(a) learning curves against λ (dashed: replica, ε/ε_Hebb)")
     a0.legend(fontsize=7, frameon=False, ncol=2)
-    # (b) λ_opt against α
-    al = np.array([alphas[P] for P in Ps if P in per_P and per_P[P].get("lambda_opt")])
-    lo = np.array([per_P[P]["lambda_opt"] for P in Ps if P in per_P and per_P[P].get("lambda_opt")])
-    if len(al):
-        ci = [per_P[P].get("lambda_opt_ci") for P in Ps if P in per_P and per_P[P].get("lambda_opt")]
-        yerr = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(lo, ci)]).T
-        a1.errorbar(al, lo, yerr=yerr, fmt="o", color="k", ms=4, label="GD: λ_opt (mean curve)")
+    # (c) the collapse, (b) λ_opt and (d) ε_opt against P: the deep nets' panels
+    shown["collapse"] = draw_collapse(a2, panel, label=lambda P: f"α = {P / N:g}")
+    a2.set_title("(c) collapse")
+    scaling = draw_scaling(a1, a3, panel)
+    shown["scaling"] = scaling
+    # (b) the perceptron's own: the replica (fixed-norm) λ_opt, where its minimum is interior
     theory_opt = []
     for a, sub in rep.groupby("alpha"):
+        sub = sub.sort_values("lambda")
         i = int(np.argmin(sub["test_error"].to_numpy()))
         if 0 < i < len(sub) - 1:
             theory_opt.append((float(a), float(sub["lambda"].iloc[i]), float(sub["test_error"].iloc[i])))
     if theory_opt:
         t = np.array(theory_opt)
-        a1.plot(t[:, 0], t[:, 1], "x", color="tab:blue", label="replica λ_opt (fixed norm)")
-    line = (fitj.get("lines") or {}).get("lambda_opt") if ok else None
-    if line and len(al):
-        xs = np.geomspace(al.min(), al.max(), 50)
-        a1.plot(xs, np.exp(line["intercept"] + line["slope"] * np.log(xs * N)), "k-", lw=1,
-                label=f"fit γ₂ = {estimate_label(fitj, 'gamma2')}")
-    a1.set_xscale("log")
-    a1.set_yscale("log")
-    a1.set_xlabel("α = P/N")
-    a1.set_ylabel("λ_opt")
+        a1.plot(t[:, 0] * N, t[:, 1], "x", color="tab:blue", ms=7, mew=1.5, zorder=4,
+                label="replica λ_opt (fixed norm, N→∞)")
+    a1.set_ylabel("λ_opt = ‖w‖/√N at the minimum test error")
     a1.set_title("(b) complexity at the optimum")
     a1.legend(fontsize=7, frameon=False)
-    shown["lambda_opt"] = {"alpha": al.tolist(), "lambda_opt": lo.tolist(),
-                           "replica": [{"alpha": a, "lambda_opt": lam, "eps_opt": e} for a, lam, e in theory_opt]}
-    # (c) collapse
-    window = (fitj.get("settings") or {}).get("window")
-    for P, col in zip(Ps, colors):
-        if P not in per_P or not per_P[P].get("lambda_opt"):
-            continue
-        m = mean[mean["P"] == P].sort_values("lambda")
-        a2.plot(m["lambda"] / per_P[P]["lambda_opt"], m["test_error"] / per_P[P]["eps_opt"],
-                color=col, lw=1.4, label=f"α = {alphas[P]:g}")
-    coll = (fitj.get("lines") or {}).get("collapse") if ok else None
-    if coll:
-        xs = np.exp(np.linspace(*coll["x_range"], 30))
-        a2.plot(xs, np.exp(coll["intercept"] + coll["slope"] * np.log(xs)), "k-", lw=2,
-                label=f"fit γ₁ = {estimate_label(fitj, 'gamma1')}")
-    if window:
-        a2.axvspan(window["x_left"], window["x_right"], color="0.9", zorder=0)
-    a2.set_xscale("log")
-    a2.set_yscale("log")
-    a2.set_xlabel("λ/λ_opt")
-    a2.set_ylabel("ε/ε_opt")
-    a2.set_title("(c) collapse (grey: the fit window)")
-    a2.legend(fontsize=7, frameon=False, ncol=2)
-    # (d) ε_opt against α
-    eo = np.array([per_P[P]["eps_opt"] for P in Ps if P in per_P and per_P[P].get("eps_opt")])
-    ae = np.array([alphas[P] for P in Ps if P in per_P and per_P[P].get("eps_opt")])
-    if len(ae):
-        ci = [per_P[P].get("eps_opt_ci") for P in Ps if P in per_P and per_P[P].get("eps_opt")]
-        yerr = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(eo, ci)]).T
-        a3.errorbar(ae, eo, yerr=yerr, fmt="o", color="k", ms=4, label="GD: ε_opt (mean curve)")
-        rr = ref_df[(ref_df["alpha"] >= ae.min() / 1.2) & (ref_df["alpha"] <= ae.max() * 1.2)]
-        a3.plot(rr["alpha"], rr["bayes"], color="tab:red", ls="--", label="Bayes-optimal")
-        a3.plot(rr["alpha"], rr["bayes_asymptote"], color="tab:red", ls=":", lw=0.8,
+    Po = [int(P) for P in scaling["lambda_opt"]]
+    shown["lambda_opt"] = {"alpha": [P / N for P in Po],
+                           "lambda_opt": [scaling["lambda_opt"][str(P)] for P in Po],
+                           "replica": [{"alpha": a, "lambda_opt": lam, "eps_opt": e}
+                                       for a, lam, e in theory_opt]}
+    # (d) the perceptron's own: the Bayes-optimal error and its 0.442/α tail, over the drawn α
+    shown["eps_opt"] = {"alpha": [P / N for P in Po], "eps_opt": [scaling["eps_opt"][str(P)] for P in Po]}
+    if Po:
+        rr = ref_df[(ref_df["alpha"] >= min(Po) / N / 1.2) & (ref_df["alpha"] <= max(Po) / N * 1.2)]
+        rr = rr.sort_values("alpha")
+        a3.plot(rr["alpha"] * N, rr["bayes"], color="tab:red", ls="--", zorder=2, label="Bayes-optimal")
+        a3.plot(rr["alpha"] * N, rr["bayes_asymptote"], color="tab:red", ls=":", lw=0.8, zorder=2,
                 label="0.442/α")
-        lines = fitj.get("lines") or {}
-        xs = np.geomspace(ae.min(), ae.max(), 50)
-        if ok and lines.get("eps_opt"):
-            ln = lines["eps_opt"]
-            a3.plot(xs, np.exp(ln["intercept"] + ln["slope"] * np.log(xs * N)), "k-", lw=1,
-                    label=f"fit γ_meas = {estimate_label(fitj, 'gamma_meas')}")
-        if ok and lines.get("predicted") and lines["predicted"].get("intercept") is not None:
-            ln = lines["predicted"]
-            a3.plot(xs, np.exp(ln["intercept"] + ln["slope"] * np.log(xs * N)), color="tab:blue",
-                    lw=1, ls="-.", label=f"predicted γ₁γ₂ = {estimate_label(fitj, 'gamma_pred')}")
-    a3.set_xscale("log")
-    a3.set_yscale("log")
-    a3.set_xlabel("α = P/N")
-    a3.set_ylabel("ε_opt")
+        shown["eps_opt"]["bayes"] = {"alpha": rr["alpha"].tolist(), "bayes": rr["bayes"].tolist(),
+                                     "bayes_asymptote": rr["bayes_asymptote"].tolist()}
     a3.set_title("(d) optimal error")
     a3.legend(fontsize=7, frameon=False)
-    shown["eps_opt"] = {"alpha": ae.tolist(), "eps_opt": eo.tolist()}
-    if not ok:
-        fig.suptitle(f"fit {fitj.get('status')}: {fitj.get('reason')}", fontsize=8, color="tab:red")
+    for ax in (a1, a3):
+        ax.secondary_xaxis("top", functions=(lambda P: P / N, lambda a: a * N)).set_xlabel("α = P/N")
     fig.tight_layout()
-    _save(fig, out, [curves, optima, fit, reference, replica], shown, "perceptron_scaling")
+    # plain tick numbers, as on the deep nets' panels reused here
+    _save(fig, out, [curves, optima, fit, reference, replica], shown, "perceptron_scaling", tidy=True)
     return shown
 
 
