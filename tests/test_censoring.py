@@ -10,6 +10,7 @@ import pytest
 
 from workflow_scripts import aggregate, fit, io
 from workflow_scripts.aggregate import censored_optimum
+from workflow_scripts.figures import Panel
 from workflow_scripts.synthetic_curves import simulate_trajectories
 
 from .test_aggregate import make_traj, run_cli, write
@@ -125,6 +126,20 @@ def test_fit_excludes_censored_seeds_by_default_and_says_why(tmp_path):
         assert i["ci_high"] < truth, (key, i)
 
 
+def test_an_impossible_fit_describes_the_seeds_censoring_leaves(tmp_path):
+    """A fit impossible for another reason (here no P in its P range) still reports per-P optima:
+    of the uncensored seeds, as a fit that ran would, not of every seed under an exclude label."""
+    curves, optima = truncated_fit_files(tmp_path)
+    res = run_fit(tmp_path, curves, optima, P_min=10**6)
+    assert res["status"] == "impossible" and "P range" in res["reason"]
+    assert res["censored"]["setting"] == "exclude"
+    assert [d["P"] for d in res["censored"]["dropped_P"]] == [1600]
+    assert {r["P"]: r["n_seeds"] for r in res["per_P"]} == {100: 3, 200: 4, 400: 4, 800: 4}
+    panel = Panel(curves, optima, tmp_path / "fit_0.json")
+    assert not panel.optimum_censored(100)  # drawn from its 3 uncensored seeds
+    assert panel.optimum_censored(1600)     # dropped: drawn from the mean curve of all seeds
+
+
 def test_authors_estimator_keeps_censored_seeds_and_says_so(tmp_path):
     curves, optima = truncated_fit_files(tmp_path)
     res = run_fit(tmp_path, curves, optima, estimator="both")
@@ -145,6 +160,10 @@ def test_every_P_censored_is_an_impossible_fit_with_the_reason(tmp_path):
     assert res["status"] == "impossible"
     assert "censored" in res["reason"] and "train longer" in res["reason"]
     assert {r["P"]: r["censored"] for r in res["censored"]["per_P"]} == {100: 2, 300: 2}
+    # its per-P optima rest on censored seeds: every P is listed as dropped, so a figure marks them
+    assert [d["P"] for d in res["censored"]["dropped_P"]] == [100, 300]
+    panel = Panel(curves, optima, tmp_path / "fit_0.json")
+    assert panel.optimum_censored(100) and panel.optimum_censored(300)
     assert run_fit(tmp_path, curves, optima, censored="include")["censored"]["setting"] == "include"
 
 

@@ -492,14 +492,17 @@ def estimate_one(data: FitData, st: Settings, estimator: str) -> dict:
             "regressions": regressions, "bootstrap": bootstrap}
 
 
-def _censored_summary(data: FitData, st: Settings) -> dict:
-    """The ``censored`` block of an impossible fit: what exclusion would drop (it may be why)."""
+def _impossible_data(data: FitData, st: Settings) -> tuple[FitData, dict]:
+    """What an impossible fit describes: the seeds censoring leaves and its ``censored`` block,
+    like a fit that ran; when exclusion leaves no P (perhaps why it is impossible), every seed,
+    each P listed as dropped, so that no reader takes its optima for uncensored ones."""
     try:
-        return apply_censoring(data, st, st.estimator)[1]
+        return apply_censoring(data, st, st.estimator)
     except FitError as exc:
-        return {"setting": st.censored, "reason": str(exc),
-                "per_P": [{"P": int(P), "seeds": int(len(c)), "censored": int(c.sum())}
-                          for P, c in zip(data.P, data.censored)]}
+        return data, {"setting": st.censored, "reason": str(exc),
+                      "per_P": [{"P": int(P), "seeds": int(len(c)), "censored": int(c.sum())}
+                                for P, c in zip(data.P, data.censored)],
+                      "dropped_P": [{"P": int(P), "reason": str(exc)} for P in data.P]}
 
 
 def _min_x(data: FitData, point: dict) -> float | None:
@@ -516,9 +519,10 @@ def run(curves_path, optima_path, settings: dict, out) -> dict:
     try:
         result = estimate(data, st)
     except FitError as exc:
+        described, censored = _impossible_data(data, st)
         result = {"status": "impossible", "reason": str(exc), "settings": st.as_dict(),
-                  "censored": _censored_summary(data, st),
-                  "estimates": None, "per_P": describe(data, st), "lines": None, "P_used": None,
+                  "censored": censored,
+                  "estimates": None, "per_P": describe(described, st), "lines": None, "P_used": None,
                   "bootstrap": {"n": st.n_boot, "seed": st.seed, "level": st.level}}
         if exc.by_estimator:
             result["by_estimator"] = exc.by_estimator
