@@ -9,8 +9,10 @@ is not timed), and runs
 timing the wall clock and the CPU-seconds of every process it started (user + system of the
 waited-for children). It prints one line per run, then the minimum and median, and per rule the
 jobs and the summed job wall-seconds read from Snakemake's log (where the time goes; jobs overlap
-on several cores, so these add up to more than the wall time). ``--imports`` first prints the
-start-up cost of each entry point a job runs (a fresh interpreter importing it, CPU-seconds).
+on several cores, so these add up to more than the wall time), and the main grid's censored
+minima per arch (``aggregate.censored_optimum``; issue 25's second target: at most 10% of the
+cells). ``--imports`` first prints the start-up cost of each entry point a job runs (a fresh
+interpreter importing it, CPU-seconds).
 Target (issue 25): ≤ 300 s wall on 2 cores for the first command on a quiet machine.
 
     .venv/bin/python bench/bench_quick.py                       # 3 runs of the first command
@@ -88,6 +90,25 @@ def per_rule(log: Path) -> dict[str, list[float]]:
     return dict(out)
 
 
+def censored_cells(root: Path, experiment: str = "main") -> None:
+    """Print the experiment's censored minima (aggregate.censored_optimum), per arch: the 10% target."""
+    import pandas as pd
+
+    files = sorted((root / "results" / "aggregate" / experiment).glob("*/*/*/optima.parquet"))
+    total, lines = 0, []
+    for f in files:
+        o = pd.read_parquet(f)
+        o = o[o["used"].astype(bool)]
+        cens = o[o["censored"].astype(bool)]
+        total += len(cens)
+        lines.append(f"    {'/'.join(f.parts[-4:-1]):40s} {len(cens):2d} of {len(o):2d}: "
+                     + (", ".join(f"P{int(r.P)} s{int(r.seed)}" for r in cens.itertuples()) or "-"))
+    n = sum(len(pd.read_parquet(f).query("used")) for f in files)
+    print(f"  censored minima of {experiment}: {total} of {n} cells"
+          f" ({100 * total / max(n, 1):.0f}%; target <= 10%)")
+    print("\n".join(lines))
+
+
 def import_costs() -> None:
     print("start-up per job (fresh interpreter importing the entry point; CPU s, wall s):")
     for name in ENTRY_POINTS:
@@ -125,6 +146,7 @@ def main(argv=None) -> int:
         if rc:
             print((root / "snakemake.log").read_text()[-3000:], file=sys.stderr)
             return rc
+        censored_cells(root)
         for target in args.then:
             tw, tc, trc = timed([*command[:3], target, *command[3:]], root, root / f"{target}.log")
             print(f"  then {target}: {tw:7.1f} s wall, {tc:7.1f} CPU s, exit {trc}", flush=True)
