@@ -83,3 +83,29 @@ def digits_npz(tmp_path_factory):
     path = tmp_path_factory.mktemp("datasets") / "digits.npz"
     prepare("digits", path)
     return path
+
+
+def interrupted_then_resumed(run, n_cells: int, after_evals: int, between=lambda: None):
+    """``run(log)`` killed (an exception from its log) after ``after_evals`` evaluations per cell,
+    ``between()`` (checks on what the kill left), then ``run(log)`` again to the end, which must
+    say it resumed from a checkpoint; returns that second run's result."""
+
+    class Interrupt(Exception):
+        pass
+
+    evals = []
+
+    def dying_log(msg):
+        if ": step " in msg:
+            evals.append(msg)
+            if len(evals) > after_evals * n_cells:
+                raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(dying_log)
+    between()
+    seen = []
+    result = run(seen.append)
+    assert any("resuming at step" in m for m in seen), seen
+    return result
+

@@ -15,7 +15,7 @@ from workflow_scripts.provenance import config_hash
 from workflow_scripts.engines import EngineOptions
 from workflow_scripts.train import device_data, train_batch
 
-from .conftest import REPO, write_mnist_raw
+from .conftest import REPO, interrupted_then_resumed, write_mnist_raw
 
 # Measured (this file's images): our affine equals torchvision's tensor affine exactly (max |diff|
 # 0, no pixel differs); against its PIL affine (the authors' path) 1.3e-4 of the pixels differ
@@ -275,22 +275,9 @@ def test_resume_with_augmentation_is_bit_identical(engine, mnist_npz, tmp_path):
         c["training"]["checkpoint_minutes"] = 1e-6  # a checkpoint at every evaluation
     _, straight = train(cells, mnist_npz, tmp_path, "straight", engine=engine)
 
-    class Interrupt(Exception):
-        pass
-
-    evals = []
-
-    def dying_log(msg):
-        if ": step " in msg:
-            evals.append(msg)
-            if len(evals) > 3 * len(cells):
-                raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train(cells, mnist_npz, tmp_path, "resumed", log=dying_log, engine=engine)
-    seen = []
-    _, resumed = train(cells, mnist_npz, tmp_path, "resumed", log=seen.append, engine=engine)
-    assert any("resuming at step" in m for m in seen)
+    _, resumed = interrupted_then_resumed(
+        lambda log: train(cells, mnist_npz, tmp_path, "resumed", log=log, engine=engine),
+        len(cells), after_evals=3)
     for a, b in zip(straight, resumed):
         a, b = a.drop(columns="wall_time"), b.drop(columns="wall_time")
         assert a.equals(b)

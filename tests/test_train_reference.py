@@ -36,6 +36,8 @@ from workflow_scripts.io import read_parquet
 from workflow_scripts.engines import EngineOptions
 from workflow_scripts.train import train_batch
 
+from .conftest import interrupted_then_resumed
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "train_reference.json"
 DETERMINISTIC_META = ("cell_id", "config", "config_hash", "dataset_sha256", "diverged_step",
@@ -108,25 +110,11 @@ def run(cells: list[dict], data, root: Path, engine: str, log=lambda m: None) ->
 def run_interrupted(cells: list[dict], data, root: Path, engine: str, after_evals: int) -> dict:
     """Kill the run (an exception from its log) after ``after_evals`` evaluations, then rerun it
     to the end from its checkpoint."""
+    def no_output_yet():
+        assert not (root / "out" / f"seed{cells[0]['seed']}.parquet").exists()
 
-    class Interrupt(Exception):
-        pass
-
-    evals = []
-
-    def dying_log(msg):
-        if ": step " in msg:
-            evals.append(msg)
-            if len(evals) > after_evals * len(cells):
-                raise Interrupt
-
-    with pytest.raises(Interrupt):
-        run(cells, data, root, engine, log=dying_log)
-    assert not (root / "out" / f"seed{cells[0]['seed']}.parquet").exists()
-    seen = []
-    result = run(cells, data, root, engine, log=seen.append)
-    assert any("resuming at step" in m for m in seen), seen
-    return result
+    return interrupted_then_resumed(lambda log: run(cells, data, root, engine, log=log),
+                                    len(cells), after_evals, between=no_output_yet)
 
 
 def load_fixture() -> dict:

@@ -157,6 +157,14 @@ def small_config(tmp_path: Path, edit) -> Path:
     return path
 
 
+def one_cnn_cell_pair(c):
+    """A config edit: main trains two seeds of one P for two epochs, one job; no ablations."""
+    main = c["experiments"]["main"]
+    main.update(P={"digits": [60]}, seeds=[0, 1], seeds_per_job=2)
+    main["training"].update(epochs=2, eval_points=6)
+    del c["experiments"]["norms"], c["ablations"]
+
+
 def test_a_config_without_main_plans_and_its_table1_target_names_the_key(tmp_path):
     def rename(c):
         c["experiments"]["paper"] = c["experiments"].pop("main")
@@ -185,13 +193,7 @@ def test_corrupt_dataset_recovery_recipe_of_the_readme(tmp_path):
     The training job that reads it stops naming the recovery; rerunning the same command with
     --forcerun datasets remakes the file and the missing trajectories (deleting the file instead
     left them missing: Snakemake saw the aggregate up to date, "Nothing to be done")."""
-    def tiny(c):
-        main = c["experiments"]["main"]
-        main.update(P={"digits": [60]}, seeds=[0, 1], seeds_per_job=2)
-        main["training"].update(epochs=2, eval_points=6)
-        del c["experiments"]["norms"], c["ablations"]
-
-    path = small_config(tmp_path, tiny)
+    path = small_config(tmp_path, one_cnn_cell_pair)
     work = tmp_path / "run"
     target = "results/aggregate/main/cnn/digits/spectral_complexity/curves.parquet"
     snakemake(work, "--cores", "2", target, config=str(path))
@@ -223,13 +225,7 @@ def test_after_snakemake_is_killed_unlock_then_rerun(tmp_path):
     import signal
     import time
 
-    def tiny(c):
-        main = c["experiments"]["main"]
-        main.update(P={"digits": [60]}, seeds=[0, 1], seeds_per_job=2)
-        main["training"].update(epochs=2, eval_points=6)
-        del c["experiments"]["norms"], c["ablations"]
-
-    path = small_config(tmp_path, tiny)
+    path = small_config(tmp_path, one_cnn_cell_pair)
     work = tmp_path / "run"
     target = "results/train/main/cnn/digits/P60/seeds0-1"
     cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "1",
