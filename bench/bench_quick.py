@@ -95,15 +95,14 @@ def censored_cells(root: Path, experiment: str = "main") -> None:
     import pandas as pd
 
     files = sorted((root / "results" / "aggregate" / experiment).glob("*/*/*/optima.parquet"))
-    total, lines = 0, []
+    total, n, lines = 0, 0, []
     for f in files:
         o = pd.read_parquet(f)
         o = o[o["used"].astype(bool)]
         cens = o[o["censored"].astype(bool)]
-        total += len(cens)
+        total, n = total + len(cens), n + len(o)
         lines.append(f"    {'/'.join(f.parts[-4:-1]):40s} {len(cens):2d} of {len(o):2d}: "
                      + (", ".join(f"P{int(r.P)} s{int(r.seed)}" for r in cens.itertuples()) or "-"))
-    n = sum(len(pd.read_parquet(f).query("used")) for f in files)
     print(f"  censored minima of {experiment}: {total} of {n} cells"
           f" ({100 * total / max(n, 1):.0f}%; target <= 10%)")
     print("\n".join(lines))

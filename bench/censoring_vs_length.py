@@ -10,9 +10,8 @@ the working tree (this checkout's ``.venv`` linked in), then prints per cell whe
 how far the error rose after it by the end (test images), whether it is censored
 (``aggregate.censored_optimum``), and whether runs of 1x, 1.5x, ... the quick epochs would be: the
 long run's rows at the evaluation steps that run would log (``train.eval_steps``; each the long
-run's last evaluation at or before it). The train
-trajectories do not depend on the planned length (constant learning rate), only where they are
-evaluated does.
+run's last evaluation at or before it). The trajectories do not depend on the planned length
+(constant learning rate), only where they are evaluated does.
 
     .venv/bin/python bench/censoring_vs_length.py                     # 2.5x, P 100-400, ~4 min
     .venv/bin/python bench/censoring_vs_length.py --P 800 1200 --factor 1.5
@@ -20,6 +19,7 @@ evaluated does.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import shutil
 import sys
@@ -40,9 +40,9 @@ from workflow_scripts.train import eval_steps  # noqa: E402
 from workflow_scripts.trajectory import read_trajectory  # noqa: E402
 
 
-def long_config(factor: float, Ps: list[int] | None) -> dict:
-    """config/quick.yaml with main's epochs and evaluation points multiplied by factor."""
-    cfg = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+def long_config(quick: dict, factor: float, Ps: list[int] | None) -> dict:
+    """The quick config with main's epochs and evaluation points multiplied by factor."""
+    cfg = copy.deepcopy(quick)
     main = cfg["experiments"]["main"]
     main["training"] = dict(main["training"], epochs=round(main["training"]["epochs"] * factor),
                             eval_points=round(main["training"]["eval_points"] * factor))
@@ -103,9 +103,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.factor < 1:
         ap.error("--factor must be >= 1")
-    cfg = long_config(args.factor, args.P)
-    quick_points = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())[
-        "experiments"]["main"]["training"]["eval_points"]
+    quick = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    cfg = long_config(quick, args.factor, args.P)
+    quick_points = quick["experiments"]["main"]["training"]["eval_points"]
     root = Path(tempfile.mkdtemp(prefix="censoring_vs_length_"))
     fresh_copy(root)
     (root / "config" / "censoring.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -108,4 +108,3 @@ def interrupted_then_resumed(run, n_cells: int, after_evals: int, between=lambda
     result = run(seen.append)
     assert any("resuming at step" in m for m in seen), seen
     return result
-

@@ -14,8 +14,8 @@ time, the package hash of the code itself, host, package and device descriptions
   evaluation schedule, engine record) and the set of footer keys.
 
 Exactness holds for one torch build on one CPU model, single-threaded: the fixture records the
-build, the instruction set and the chip, and the test skips elsewhere (other kernels round differently). To rewrite the
-fixture, with the code whose behaviour is the reference:
+build, the instruction set and the chip, and the test skips elsewhere (other kernels round
+differently). To rewrite the fixture, with the code whose behaviour is the reference:
 
     .venv/bin/python -m tests.test_train_reference
 """
