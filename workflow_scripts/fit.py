@@ -499,10 +499,7 @@ def _impossible_data(data: FitData, st: Settings) -> tuple[FitData, dict]:
     try:
         return apply_censoring(data, st, st.estimator)
     except FitError as exc:
-        return data, {"setting": st.censored, "reason": str(exc),
-                      "per_P": [{"P": int(P), "seeds": int(len(c)), "censored": int(c.sum())}
-                                for P, c in zip(data.P, data.censored)],
-                      "dropped_P": [{"P": int(P), "reason": str(exc)} for P in data.P]}
+        return data, exc.censored
 
 
 def _min_x(data: FitData, point: dict) -> float | None:

@@ -18,8 +18,10 @@ class FitError(Exception):
     """The data do not allow the fit (too few P values, empty window, ...); the message says why.
 
     With estimator "both", ``by_estimator`` holds every estimator's result even when the primary
-    one failed (the other may still be possible)."""
+    one failed (the other may still be possible). When censoring left no P, ``censored`` holds the
+    ``censored`` block of fit.json (every P dropped, with the reason)."""
     by_estimator: dict | None = None
+    censored: dict | None = None
 
 
 @dataclass
@@ -146,6 +148,8 @@ def apply_censoring(data: FitData, st: Settings, estimator: str) -> tuple[FitDat
                 f"{row['censored']} of {row['seeds']} seeds have a censored minimum; the "
                 f"{left} left are fewer than min_seeds={st.min_seeds}")})
     if not keep_P.any():
-        raise FitError(f"every P has fewer than min_seeds={st.min_seeds} seeds whose minimum is not "
+        exc = FitError(f"every P has fewer than min_seeds={st.min_seeds} seeds whose minimum is not "
                        "censored by the end of training (analysis.censored: exclude); train longer")
+        exc.censored = {**block, "reason": str(exc)}
+        raise exc
     return data.subset(keep_P, keep_seeds), block
