@@ -107,15 +107,11 @@ def figure(df: pd.DataFrame, summary: dict, title: str = ""):
     """The figure (not saved): heat maps of γ₁, γ_pred and γ_pred − γ_meas over (x_left, x_right) at γ₁ min P = the
     smallest P, one column per estimator (dots: the γ_pred and γ_meas intervals overlap), and the
     overlap share against γ₁ min P."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .plot_style import set_theme
+    from .plot_style import pyplot
 
-    set_theme()
+    plt = pyplot()
     ests = [e for e in ESTIMATORS if e in set(df["estimator"])]
     fig, axes = plt.subplots(4, len(ests), figsize=(4.6 * len(ests), 14), squeeze=False)
     pm0 = min(df["gamma1_P_min"])
@@ -176,12 +172,11 @@ def run(curves_path, optima_path, settings: dict, out_table, out_json, out_figur
     if out_figure:  # drawn from the table just written; its record <png>.json names that table
         from .plot_style import pyplot, save_figure
 
-        plt = pyplot()
         if status == "ok":
             fig = figure(df, summary, title="/".join(str(group.get(k, "")) for k in
                                                      ("experiment", "arch", "dataset", "measure")))
         else:
-            fig, ax = plt.subplots(figsize=(6, 2))
+            fig, ax = pyplot().subplots(figsize=(6, 2))
             ax.axis("off")
             ax.text(0.5, 0.5, f"sensitivity grid impossible:\n{reason}", ha="center", va="center", wrap=True)
         save_figure(fig, out_figure, "sensitivity", group.get("experiment"), [out_table], "sensitivity",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import provenance
+from ..config import cell_id
 from ..trajectory import write_trajectory
 from .flow import flow_settings, simulate_flow
 from .losses import learning_rate
@@ -28,10 +29,6 @@ def cell_config(N: int, alpha: float, seed: int, *, steps: int, loss: str, input
     if integrator == "gd_then_flow":
         cfg["flow"] = flow_settings(flow)
     return cfg
-
-
-def cell_id(cfg: dict) -> str:
-    return f"{cfg['experiment']}/{cfg['arch']}/{cfg['dataset']}/P{cfg['P']}/seed{cfg['seed']}"
 
 
 _NOTES = {

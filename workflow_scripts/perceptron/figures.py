@@ -36,17 +36,15 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from .. import io  # noqa: E402
-from ..aggregate import expand_inputs, read_aggregate_file  # noqa: E402
-from ..figures import Panel, add_aggregate_arguments, draw_collapse, draw_scaling  # noqa: E402
-from ..plot_style import save_figure, set_theme  # noqa: E402
+from ..aggregate import expand_inputs  # noqa: E402
+from ..figures import CMAP, Panel, add_aggregate_arguments, draw_collapse, draw_scaling  # noqa: E402
+from ..plot_style import save_figure  # noqa: E402
 from ..trajectory import read_trajectory  # noqa: E402
 from .settings import alpha_tag  # noqa: E402
 from .theory import LIMIT_C, limit_curve  # noqa: E402
-from .validation import gd_mean_curves, local_slope  # noqa: E402
+from .validation import add_logistic_runs, gd_mean_curves, local_slope  # noqa: E402
 
-set_theme()  # the pipeline's one look
-
-CMAP = "viridis"
+# the pipeline's one look (plot_style.THEME) is set by importing ..figures
 LINES = {"hebb": ("Hebb", "tab:orange", ":"), "bayes": ("Bayes-optimal", "tab:red", "--"),
          "max_stability": ("max. stability", "tab:purple", "-.")}
 
@@ -156,12 +154,11 @@ def fig_scaling(curves, optima, fit, reference, replica, N: int, out) -> dict:
     same optima, bootstrap bars, censored open markers, fit lines and window), on the P axis with
     α = P/N on top; only the perceptron's own curves are laid over them (replica λ_opt, Bayes)."""
     panel = Panel(curves, optima, fit)
-    cdf, _ = read_aggregate_file(curves)
     fitj = panel.fit
     ref_df, _ = io.read_parquet(reference)
     rep, _ = io.read_parquet(replica)
     rep = rep[rep["converged"]]
-    mean = cdf[(cdf["kind"] == "mean") & ~cdf["masked"].astype(bool)]
+    mean = panel.mean[~panel.mean["masked"].astype(bool)]
     Ps = sorted(int(P) for P in mean["P"].unique())
     if not Ps:
         raise ValueError(f"{curves}: no unmasked mean curve")
@@ -279,11 +276,7 @@ def fig_paper_variables(scaling, validation, runs_in, out) -> dict:
     if pv is None:
         raise ValueError(f"{validation}: no checks.paper_variables (validate without --scaling?)")
     runs, files = load_runs(runs_in)
-    by_alpha = {}
-    for df, meta in runs:
-        if meta["config"]["loss"] == "logistic":
-            by_alpha.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
-    gd = gd_mean_curves(by_alpha)
+    gd = gd_mean_curves(add_logistic_runs({}, runs))
     alphas = sorted(th["alpha"].unique())
     colors = dict(zip(alphas, plt.get_cmap(CMAP)(np.linspace(0, 0.9, len(alphas)))))
     fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(16, 4.8))

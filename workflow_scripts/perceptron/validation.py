@@ -126,6 +126,15 @@ def _finite(x):
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def add_logistic_runs(by_alpha: dict, runs) -> dict:
+    """``by_alpha`` (α -> [(df, meta)]) with the logistic-loss runs of ``runs`` ((df, meta) pairs)
+    added: the laws are the logistic loss's (the square loss is the counterexample)."""
+    for df, meta in runs:
+        if meta["config"]["loss"] == "logistic":
+            by_alpha.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
+    return by_alpha
+
+
 def gd_mean_curves(by_alpha: dict) -> dict:
     """{α: (λ, ε, ε₀)} of the seed-mean GD trajectories (mean λ and ε at each logged step; ε₀ the
     mean error at step 1, the Hebb rule), from {α: [(df, meta)]}."""
@@ -261,11 +270,7 @@ def validate(trajectories, *, fit_path=None, fixed_norm=(), replica=None, alpha_
     checks["bayes_alpha5"] = {
         "computed": eb5, "reference": BAYES_ALPHA5, "pass": bool(abs(eb5 - BAYES_ALPHA5) < 5e-4),
         "what": "Bayes-optimal error at α = 5 from the Gibbs/Bayes overlap equation"}
-    by_alpha: dict[float, list] = {}
-    for f in files:
-        df, meta = read_trajectory(f)
-        if meta["config"]["loss"] == "logistic":
-            by_alpha.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
+    by_alpha = add_logistic_runs({}, (read_trajectory(f) for f in files))
     # minimum test error over training at α = alpha_check against the Bayes-optimal error
     check = {"alpha": alpha_check, "applicable": False, "pass": None, "tolerance": tolerance,
              "what": f"mean over seeds of the minimum test error over training, N >= {min_N}"}
@@ -406,11 +411,8 @@ def _paper_variable_checks(scaling, st: dict, by_alpha: dict, extra_files) -> di
     curves = {float(a): (s["lambda"].to_numpy(), s["test_error"].to_numpy(), float(s["eps0"].iloc[0]))
               for a, s in th.groupby("alpha")}
     theory = paper_variables(curves, st["window"], st["gamma2_alphas"])
-    runs = {a: list(r) for a, r in by_alpha.items()}
-    for f in extra_files:
-        df, meta = read_trajectory(f)
-        if meta["config"]["loss"] == "logistic":
-            runs.setdefault(float(meta["config"]["alpha"]), []).append((df, meta))
+    runs = add_logistic_runs({a: list(r) for a, r in by_alpha.items()},
+                             (read_trajectory(f) for f in extra_files))
     fallback = {r["alpha"]: r["lambda_opt"] for r in theory["per_alpha"] if r["lambda_opt"] is not None}
     gd = (gd_paper_variables(runs, st["gd_window"], st["gd_gamma2_alphas"], fallback)
           if runs else None)
