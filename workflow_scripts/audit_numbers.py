@@ -20,7 +20,6 @@ from typing import Protocol
 import pandas as pd
 
 from . import io
-from .fit import ESTIMATES, ESTIMATORS
 from .provenance import IDENTITY
 
 
@@ -94,6 +93,8 @@ def select_one(candidates: list[tuple[dict, object]], row: str | None, what: str
             return candidates[0][1]
         raise UsageError(f"{what} has {len(candidates)} rows: choose one with --row "
                          + ", ".join("/".join(map(str, i.values())) for i, _ in candidates))
+    from .fit import ESTIMATORS  # the fitting code only where a number is chosen (start-up)
+
     want = [p for p in row.strip("/").split("/") if p]
     hits = []
     for ident, obj in candidates:
@@ -116,6 +117,8 @@ def select_one(candidates: list[tuple[dict, object]], row: str | None, what: str
 
 def fit_value(fit: dict, quantity: str, fld: str, P: int | None, where: str):
     """The number (quantity, field[, P]) of a fit.json, with a JSON-pointer-like description."""
+    from .fit import ESTIMATES
+
     if P is None:
         if quantity not in ESTIMATES:
             raise UsageError(f"--number {quantity!r}: a fit holds {', '.join(ESTIMATES)} "

@@ -26,14 +26,11 @@ SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
 PERCEPTRON_SCHEMA = REPO_ROOT / "config" / "schema" / "perceptron.schema.yaml"
 
 
-def _schema_enum(name: str) -> tuple[str, ...]:
-    return tuple(yaml.safe_load(SCHEMA.read_text())["$defs"][name]["enum"])
-
-
-# The schema is the one list of what exists; code and wildcards read it from there.
-ARCHS = _schema_enum("arch_name")
-DATASETS = _schema_enum("dataset_name")
-MEASURES = _schema_enum("measure_name")
+# The schema is the one list of what exists; code and wildcards read it from there (parsed once:
+# every analysis job imports this module).
+_DEFS = yaml.safe_load(SCHEMA.read_text())["$defs"]
+ARCHS, DATASETS, MEASURES = (tuple(_DEFS[f"{name}_name"]["enum"])
+                             for name in ("arch", "dataset", "measure"))
 
 
 class ConfigError(ValueError):
@@ -120,11 +117,7 @@ def parse_settings(text: str) -> dict:
     a JSON object, or @path to a JSON/YAML file holding one."""
     if text.startswith("@"):
         path = Path(text[1:])
-        raw = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            obj = yaml.safe_load(raw)
-        else:
-            obj = json.loads(raw)
+        obj = read_yaml(path) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
     else:
         obj = json.loads(text)
     if not isinstance(obj, dict):

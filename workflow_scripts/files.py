@@ -23,3 +23,11 @@ def temporary_beside(path: Path, suffix: str = "") -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     return tmp
+
+
+def write_synced(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` and fsync it: on disk before a rename publishes it."""
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())

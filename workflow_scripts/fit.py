@@ -140,7 +140,8 @@ def _replicates(data: FitData, st: Settings, weights: list[np.ndarray], estimato
         # tolerance: a window edge on a grid point up to rounding is inside
         win = valid & has[:, None] & (x >= lo - 1e-9) & (x <= hi + 1e-9) & in_g1[i]
         n_win[:, i] = win.sum(1)
-        est.add_window(i, x, y, win)
+        if in_g1[i]:  # below gamma1_P_min a P adds nothing to γ₁
+            est.add_window(i, x, y, win)
     g1, k1, log_k1, P_g1 = est.gamma1(n_win)
     logP = np.broadcast_to(np.log(data.P.astype(float))[None, :], (B, nP))
     target2 = est.gamma2_target(log_lam_opt, weights)

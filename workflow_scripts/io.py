@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import seal
-from .files import sha256_file, temporary_beside
+from .files import sha256_file, temporary_beside, write_synced
 
 METADATA_KEY = b"scaling_dynamics"
 
@@ -36,10 +36,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", sealed: bool = False)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         if sealed:
-            with open(sidecar_tmp, "w") as f:
-                f.write(seal.seal_text(sha256_file(tmp), path))
-                f.flush()
-                os.fsync(f.fileno())
+            write_synced(sidecar_tmp, seal.seal_text(sha256_file(tmp), path))
         os.replace(tmp, path)
         if sealed:
             os.replace(sidecar_tmp, sidecar)

@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-from .files import sha256_file, temporary_beside
+from .files import sha256_file, temporary_beside, write_synced
 
 SUFFIX = ".sha256"
 SEALED_SUFFIXES = (".json", ".parquet")  # what io writes; every such pipeline output has a seal
@@ -117,7 +117,7 @@ def write_seal(path) -> str:
     sha = sha256_file(path)
     tmp = temporary_beside(seal_path(path))
     try:
-        Path(tmp).write_text(seal_text(sha, path))
+        write_synced(tmp, seal_text(sha, path))
         os.replace(tmp, seal_path(path))
     finally:
         Path(tmp).unlink(missing_ok=True)
