@@ -64,7 +64,6 @@ class Auditor:
         self.hashes: dict[Path, str] = {}
         self.cells: dict[str, dict] = {}          # cell id -> resolved cell config
         self.code: dict[str, set] = {}            # "commit dirty package" -> kinds using it
-        self.numbers_checked: list[str] = []
         self.lines: dict[Path, list[str]] = {}   # printed files, by line
 
     # -- helpers -----------------------------------------------------------------------------
@@ -167,13 +166,12 @@ class Auditor:
         return out
 
     # -- dispatch ----------------------------------------------------------------------------
-    def audit(self, path: Path, expected: str | None = None, recorded_in: str | None = None,
-              kind: str | None = None) -> Node:
+    def audit(self, path: Path, expected: str | None = None, recorded_in: str | None = None) -> Node:
         path = Path(path)
         key = path.resolve()
         shown = self.show(path)
         if not path.exists():
-            node = Node(kind or "missing", shown)
+            node = Node("missing", shown)
             where = f", recorded in {recorded_in} with sha256 {expected}" if recorded_in else ""
             self.fail(node, f"missing input: {shown} does not exist{where}")
             return node
@@ -186,17 +184,17 @@ class Auditor:
                     node = Node(self.nodes[key].kind, shown, actual, repeat=True)
                     self.fail(node, msg)
                     return node
-                node = self._audit_new(path, kind)
+                node = self._audit_new(path)
                 self.fail(node, msg)
                 return node
         if key in self.nodes:
             old = self.nodes[key]
             return Node(old.kind, shown, old.sha256, details=["(audited above)"], repeat=True)
-        return self._audit_new(path, kind)
+        return self._audit_new(path)
 
-    def _audit_new(self, path: Path, kind: str | None) -> Node:
+    def _audit_new(self, path: Path) -> Node:
         refused = seal.check(path)  # before anything parses it: a changed file is not read at all
-        kind = kind or ("refused" if refused else detect_kind(path))
+        kind = "refused" if refused else detect_kind(path)
         node = Node(kind, self.show(path), self.sha(path))
         self.nodes[path.resolve()] = node
         if refused:
